@@ -1,0 +1,41 @@
+# goldgate — two commands do all set-up: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+UV_VERSION := 0.13.9
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test venv lint typecheck pytest lock bench clean
+
+# The venv is rebuilt only when the lock or the package metadata changes.
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/goldgate run --usecase fx $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest --cov --cov-report=term --cov-report=xml:coverage.xml $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+# Re-resolve the lock after editing pyproject.toml dependencies.
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+	  --python-platform x86_64-unknown-linux-gnu --no-header -o requirements.lock
+
+clean:
+	rm -rf $(VENV) workspace .pytest_cache .mypy_cache .ruff_cache coverage.xml .coverage

@@ -1,0 +1,52 @@
+"""What every step receives: settings, the use case, the lake and the MLflow experiment, opened lazily."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from goldgate.settings import Settings
+from goldgate.usecase import UseCase
+
+if TYPE_CHECKING:
+    from goldgate.lake import Lake
+
+
+@dataclass
+class Context:
+    settings: Settings
+    usecase: UseCase
+    source: str | None = None
+    dry_run: bool = False
+    results: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def lake(self) -> Lake:
+        from goldgate.engine import connect
+        from goldgate.lake import Lake
+
+        self.settings.workspace_dir.mkdir(parents=True, exist_ok=True)
+        return Lake(self.settings.lake_dir, connect(self.settings))
+
+    @cached_property
+    def experiment_id(self) -> str:
+        from goldgate.tracking import configure_mlflow
+
+        return configure_mlflow(self.settings)
+
+    def latest_training_run(self) -> Any:
+        """The newest training run of this use case (raises when none exists)."""
+        import mlflow
+
+        runs = mlflow.MlflowClient().search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`goldgate.kind` = 'training' AND tags.use_case = '{self.usecase.name}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if not runs:
+            raise LookupError(
+                f"no training run for use case '{self.usecase.name}' yet: run the train step first"
+            )
+        return runs[0]

@@ -1,0 +1,185 @@
+"""Delta tables addressed by logical name (``silver.fx_rates``), read into Ibis, written with delta-rs.
+
+The lake is the only module that touches storage. Stage code receives Ibis tables and returns Ibis tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeAlias
+
+import ibis
+import ibis.expr.types as ir
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^(bronze|silver|gold|quarantine|ops)\.[a-z][a-z0-9_]*$")
+
+Data: TypeAlias = ir.Table | pa.Table | pa.RecordBatchReader
+
+
+class LakeError(RuntimeError):
+    """A table that is missing, malformed or cannot be written."""
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    name: str
+    version: int
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.inserted or self.updated or self.deleted)
+
+
+def check_name(name: str) -> str:
+    """Validate a logical name: ``<layer>.<table>`` with layer in bronze/silver/gold/quarantine/ops."""
+    if not _NAME.match(name):
+        raise LakeError(
+            f"invalid table name '{name}': expected <bronze|silver|gold|quarantine|ops>.<snake_case>"
+        )
+    return name
+
+
+class Lake:
+    """Delta tables under ``root``; reads go through DuckDB via Arrow datasets (out of core, no copies)."""
+
+    def __init__(self, root: Path, con: Any) -> None:
+        self.root = root
+        self.con = con
+        self._views = 0
+
+    def path(self, name: str) -> Path:
+        layer, table = check_name(name).split(".", 1)
+        return self.root / layer / table
+
+    def _delta(self, name: str, version: int | None = None) -> DeltaTable:
+        try:
+            return DeltaTable(str(self.path(name)), version=version)
+        except TableNotFoundError:
+            raise LakeError(f"table {name} does not exist yet (looked in {self.path(name)})") from None
+
+    def exists(self, name: str) -> bool:
+        return DeltaTable.is_deltatable(str(self.path(name)))
+
+    def version(self, name: str) -> int | None:
+        """Current version, or None when the table does not exist."""
+        return self._delta(name).version() if self.exists(name) else None
+
+    def read(self, name: str, version: int | None = None) -> ir.Table:
+        """The table (optionally as of ``version``) as a lazy Ibis expression."""
+        dataset = self._delta(name, version).to_pyarrow_dataset()
+        self._views += 1
+        view = f"{name.replace('.', '__')}__{self._views}"
+        self.con.con.register(view, dataset)
+        return self.con.table(view)
+
+    def rows(self, name: str, version: int | None = None) -> int:
+        return int(self._delta(name, version).to_pyarrow_dataset().count_rows())
+
+    def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
+        return list(self._delta(name).history(limit))
+
+    def tables(self) -> list[str]:
+        """Logical names of every table in the lake."""
+        if not self.root.exists():
+            return []
+        found = []
+        for layer_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            for table_dir in sorted(p for p in layer_dir.iterdir() if p.is_dir()):
+                if (table_dir / "_delta_log").is_dir():
+                    found.append(f"{layer_dir.name}.{table_dir.name}")
+        return found
+
+    def _to_arrow(self, data: Data) -> pa.Table:
+        if isinstance(data, pa.Table):
+            return data
+        if isinstance(data, pa.RecordBatchReader):
+            return data.read_all()
+        return data.to_pyarrow()
+
+    def write(self, name: str, data: Data, *, predicate: str | None = None) -> WriteResult:
+        """Overwrite the table (or, with ``predicate``, only the rows matching it: replace-where)."""
+        path = self.path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        source = data.to_pyarrow_batches() if isinstance(data, ir.Table) else data
+        if not self.exists(name):
+            write_deltalake(str(path), source, mode="error")
+        else:
+            schema_mode: Literal["overwrite"] | None = "overwrite" if predicate is None else None
+            write_deltalake(str(path), source, mode="overwrite", predicate=predicate, schema_mode=schema_mode)
+        version = self._delta(name).version()
+        log.debug("wrote %s v%s", name, version)
+        return WriteResult(name, version, inserted=self.rows(name))
+
+    def append(self, name: str, data: Data) -> WriteResult:
+        """Append rows (used for append-only logs such as ``ops.promotions``)."""
+        table = self._to_arrow(data)
+        path = self.path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if table.num_rows == 0 and self.exists(name):
+            return WriteResult(name, self._delta(name).version())
+        write_deltalake(str(path), table, mode="append", schema_mode="merge")
+        return WriteResult(name, self._delta(name).version(), inserted=table.num_rows)
+
+    def merge(self, name: str, data: Data, keys: list[str], *, ignore: tuple[str, ...] = ()) -> WriteResult:
+        """Upsert by ``keys``: changed rows update, new rows insert, identical rows leave no new version.
+
+        Columns in ``ignore`` (e.g. a ``computed_at`` stamp) do not make a row count as changed.
+        """
+        if not keys:
+            raise LakeError(f"merge into {name} needs at least one key column")
+        if not self.exists(name):
+            table = self._to_arrow(data)
+            self._check_unique(name, table, keys)
+            result = self.write(name, table)
+            return WriteResult(name, result.version, inserted=table.num_rows)
+        source = data if isinstance(data, ir.Table) else ibis.memtable(self._to_arrow(data))
+        current = self.read(name)
+        same_schema = list(source.columns) == list(current.columns) and all(
+            source.schema()[c] == current.schema()[c] for c in current.columns
+        )
+        if same_schema:
+            compared = [c for c in source.columns if c not in ignore]
+            delta = source.select(compared).difference(current.select(compared))
+            changed = source.semi_join(delta, keys) if ignore else delta
+        else:
+            changed = source
+        table = self._to_arrow(changed)
+        if table.num_rows == 0:
+            return WriteResult(name, self._delta(name).version())
+        self._check_unique(name, table, keys)
+        predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+        metrics = (
+            self._delta(name)
+            .merge(table, predicate, source_alias="s", target_alias="t", merge_schema=not same_schema)
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute()
+        )
+        return WriteResult(
+            name,
+            self._delta(name).version(),
+            inserted=int(metrics.get("num_target_rows_inserted", 0)),
+            updated=int(metrics.get("num_target_rows_updated", 0)),
+        )
+
+    @staticmethod
+    def _check_unique(name: str, table: pa.Table, keys: list[str]) -> None:
+        if table.num_rows == 0:
+            return
+        distinct = table.group_by(keys).aggregate([]).num_rows
+        if distinct != table.num_rows:
+            raise LakeError(
+                f"merge into {name}: {table.num_rows - distinct} source rows share a key {keys}; "
+                "a merge needs one row per key"
+            )

@@ -1,0 +1,65 @@
+"""Typed settings: defaults, overridden by ``GOLDGATE_*`` environment variables, overridden by CLI flags."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_owner() -> str:
+    try:
+        return os.environ.get("USER") or getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry in some containers
+        return "unknown"
+
+
+class Settings(BaseSettings):
+    """Everything goldgate needs to know about where it runs."""
+
+    model_config = SettingsConfigDict(env_prefix="GOLDGATE_", extra="ignore", frozen=True)
+
+    env: Literal["dev", "staging", "prod"] = "dev"
+    workspace: Path = Path("workspace")
+    engine: Literal["duckdb", "spark"] = "duckdb"
+    tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking URI; default is a SQLite store under the workspace."
+    )
+    owner: str = Field(default_factory=_default_owner)
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    log_level: str = "INFO"
+
+    @property
+    def workspace_dir(self) -> Path:
+        """Absolute workspace folder (created on first use by the steps, not here)."""
+        return self.workspace.expanduser().resolve()
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.workspace_dir / "lake"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.workspace_dir / "mlartifacts"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.workspace_dir / "reports"
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        return self.tracking_uri or f"sqlite:///{self.workspace_dir / 'mlflow.db'}"
+
+    def with_overrides(self, **overrides: object) -> Settings:
+        """A copy with the non-None overrides applied (CLI flags win over env and defaults)."""
+        values = {k: v for k, v in overrides.items() if v is not None}
+        return type(self).model_validate({**self.model_dump(), **values}) if values else self
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, then apply explicit overrides."""
+    return Settings().with_overrides(**overrides)

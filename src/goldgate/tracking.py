@@ -1,0 +1,49 @@
+"""MLflow wiring: the tracking/registry store and experiment live under the workspace unless configured."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from functools import lru_cache
+
+from goldgate.settings import Settings
+
+
+def configure_mlflow(settings: Settings) -> str:
+    """Point MLflow at the workspace store and return the experiment id for goldgate's runs."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    import mlflow
+
+    settings.workspace_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.resolved_tracking_uri)
+    mlflow.set_registry_uri(settings.resolved_tracking_uri)
+    return experiment_id(settings)
+
+
+def experiment_id(settings: Settings, name: str = "goldgate") -> str:
+    """Get or create the experiment, with artifacts under the workspace (not the current directory)."""
+    import mlflow
+
+    existing = mlflow.get_experiment_by_name(name)
+    if existing is not None:
+        return str(existing.experiment_id)
+    settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    return str(mlflow.create_experiment(name, artifact_location=settings.artifacts_dir.as_uri()))
+
+
+@lru_cache(maxsize=1)
+def git_sha() -> str:
+    """The commit goldgate's code runs from, or 'unknown' outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+            cwd=os.path.dirname(__file__),
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"

@@ -1,0 +1,168 @@
+"""Use cases are YAML files validated by pydantic; any unknown key or wrong type is a clear error."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class UseCaseError(ValueError):
+    """A use-case file that cannot be read or does not validate."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(_Strict):
+    kind: Literal["ecb_fx"]
+    path: str | None = Field(default=None, description="Default source; None means the bundled file.")
+    currencies: list[str] | None = Field(default=None, description="Keep only these columns (a slice).")
+    start: str | None = Field(default=None, description="Keep only dates on or after this ISO date.")
+    end: str | None = Field(default=None, description="Keep only dates on or before this ISO date.")
+
+
+class Expectation(_Strict):
+    name: str
+    rule: str = Field(description="SQL boolean expression over the row; true means the row passes.")
+    action: Literal["warn", "drop", "fail"] = "drop"
+    description: str = ""
+
+
+class Tables(_Strict):
+    bronze: str
+    silver: str
+    gold: str
+    features: str
+    predictions: str
+    quarantine: str
+
+
+class Features(_Strict):
+    return_lags: list[int] = Field(default_factory=lambda: [1, 2, 5])
+    vol_windows: list[int] = Field(default_factory=lambda: [5, 20, 60])
+    cross_reference: str = Field(default="USD", description="Currency the cross-rate delta is taken against.")
+    calendar: bool = True
+    annualization: int = 252
+
+
+class Target(_Strict):
+    name: str = "target_rv_5d"
+    horizon: int = Field(default=5, ge=1)
+
+
+class ModelSpec(_Strict):
+    name: str
+    kind: Literal["persistence", "har_linear", "lightgbm"]
+    features: list[str] = Field(default_factory=list, description="Empty means every feature column.")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Models(_Strict):
+    registered_name: str
+    baseline: ModelSpec
+    candidates: list[ModelSpec] = Field(min_length=1)
+    seed: int = 42
+
+
+class Evaluation(_Strict):
+    holdout_days: int = Field(default=250, ge=20)
+    gap_days: int | None = Field(default=None, description="Embargo between train and test; >= horizon.")
+    primary_metric: Literal["rmse", "mae"] = "rmse"
+
+
+class Gate(_Strict):
+    margin: float = Field(default=0.0, ge=0, description="Relative improvement required over each rival.")
+    require_beat_champion: bool = True
+
+
+class Monitoring(_Strict):
+    window_days: int = Field(default=60, ge=5)
+    bins: int = Field(default=10, ge=2)
+    psi_threshold: float = 0.2
+    wasserstein_threshold: float = Field(
+        default=0.5, description="Wasserstein distance in units of the reference standard deviation."
+    )
+
+
+class UseCase(_Strict):
+    name: str
+    description: str = ""
+    task: Literal["regression"]
+    entity: str
+    time: str
+    source: Source
+    tables: Tables
+    expectations: list[Expectation] = Field(default_factory=list)
+    features: Features = Field(default_factory=Features)
+    target: Target = Field(default_factory=Target)
+    models: Models
+    evaluation: Evaluation = Field(default_factory=Evaluation)
+    gate: Gate = Field(default_factory=Gate)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
+
+    @model_validator(mode="after")
+    def _gap_covers_horizon(self) -> UseCase:
+        if self.evaluation.gap_days is not None and self.evaluation.gap_days < self.target.horizon:
+            raise ValueError(
+                f"evaluation.gap_days ({self.evaluation.gap_days}) must be >= target.horizon "
+                f"({self.target.horizon}) or training labels overlap the test window"
+            )
+        return self
+
+    @property
+    def gap(self) -> int:
+        return self.evaluation.gap_days if self.evaluation.gap_days is not None else self.target.horizon
+
+
+def _format_error(origin: str, err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        parts.append(f"key '{key}': {msg}")
+    return f"{origin}: invalid use case: " + "; ".join(parts)
+
+
+def parse_usecase(data: Any, origin: str = "<use case>") -> UseCase:
+    """Validate an already-loaded mapping."""
+    if not isinstance(data, dict):
+        raise UseCaseError(f"{origin}: a use case must be a YAML mapping, got {type(data).__name__}")
+    try:
+        return UseCase.model_validate(data)
+    except ValidationError as err:
+        raise UseCaseError(_format_error(origin, err)) from None
+
+
+def bundled_usecases() -> list[str]:
+    """Names of the use cases shipped with goldgate."""
+    folder = resources.files("goldgate") / "usecases"
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_usecase(name_or_path: str | Path) -> UseCase:
+    """Load a bundled use case by name (``fx``) or any use-case YAML by path."""
+    text: str
+    candidate = Path(name_or_path)
+    if candidate.suffix in {".yaml", ".yml"} or candidate.exists():
+        origin = str(candidate)
+        try:
+            text = candidate.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UseCaseError(f"{origin}: cannot read use case: {exc.strerror or exc}") from None
+    else:
+        resource = resources.files("goldgate") / "usecases" / f"{name_or_path}.yaml"
+        if not resource.is_file():
+            known = ", ".join(bundled_usecases())
+            raise UseCaseError(f"unknown use case '{name_or_path}' (bundled: {known}; or pass a YAML path)")
+        origin = f"usecases/{name_or_path}.yaml"
+        text = resource.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UseCaseError(f"{origin}: not valid YAML: {exc}") from None
+    return parse_usecase(data, origin)
