@@ -121,9 +121,10 @@ def train(ctx: Context) -> dict[str, Any]:
     frame = prepare_frame(_feature_frame(ctx, version), uc)
     result = train_models(frame, uc, ctx.settings, {uc.tables.features: version}, ctx.experiment_id)
     train_rows, _ = apply_split(frame, result.split, uc.time)
-    profile = build_reference_profile(
-        train_rows, feature_columns(list(frame.columns), uc.target), uc.monitoring.bins
-    )
+    monitored = [
+        c for c in feature_columns(list(frame.columns), uc.target) if c not in uc.monitoring.exclude_features
+    ]
+    profile = build_reference_profile(train_rows, monitored, uc.monitoring.bins)
     mlflow.MlflowClient().log_dict(result.parent_run_id, profile, PROFILE_FILE)
     return {
         "training_run_id": result.parent_run_id,

@@ -87,6 +87,10 @@ class Monitoring(_Strict):
     wasserstein_threshold: float = Field(
         default=0.5, description="Wasserstein distance in units of the reference standard deviation."
     )
+    exclude_features: list[str] = Field(
+        default_factory=lambda: ["day_of_week", "month"],
+        description="Features not checked for drift (a short window cannot cover the calendar).",
+    )
 
 
 class UseCase(_Strict):
