@@ -1,4 +1,4 @@
-"""The command line: exit codes, one-line errors, the summary JSON contract, and tables left untouched on bad input."""
+"""The command line: exit codes, one-line errors, the summary contract, tables untouched on bad input."""
 
 from __future__ import annotations
 
@@ -15,8 +15,17 @@ from goldgate.cli import app
 runner = CliRunner()
 
 SUMMARY_KEYS = {
-    "use_case", "workspace", "tables", "quarantine", "runs", "gate", "champion", "predictions_rows", "drift",
-    "alerts", "seconds",
+    "use_case",
+    "workspace",
+    "tables",
+    "quarantine",
+    "runs",
+    "gate",
+    "champion",
+    "predictions_rows",
+    "drift",
+    "alerts",
+    "seconds",
 }
 
 
@@ -32,8 +41,16 @@ def _bronze_version(workspace: Path) -> int:
 def test_run_writes_the_summary_contract(tmp_path: Path, slice_usecase_path: Path) -> None:
     out = tmp_path / "summary.json"
     result = runner.invoke(
-        app, ["run", "--usecase", str(slice_usecase_path), "--workspace", str(tmp_path / "ws"),
-              "--summary-json", str(out)],
+        app,
+        [
+            "run",
+            "--usecase",
+            str(slice_usecase_path),
+            "--workspace",
+            str(tmp_path / "ws"),
+            "--summary-json",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(out.read_text())
@@ -103,7 +120,9 @@ def test_newer_file_is_a_new_batch_and_the_same_file_is_not(tmp_path: Path, slic
 def test_tables_lists_versions(tmp_path: Path, slice_usecase_path: Path) -> None:
     ws = tmp_path / "ws"
     good = _ecb_file(tmp_path / "good.csv", ["2023-01-03,1.0545,138.87,0.8846,0.9909,"])
-    runner.invoke(app, ["ingest", "--usecase", str(slice_usecase_path), "--workspace", str(ws), "--source", str(good)])
+    runner.invoke(
+        app, ["ingest", "--usecase", str(slice_usecase_path), "--workspace", str(ws), "--source", str(good)]
+    )
     result = runner.invoke(app, ["tables", "--usecase", str(slice_usecase_path), "--workspace", str(ws)])
     assert result.exit_code == 0
     assert "bronze.fxs_rates_raw" in result.output

@@ -83,10 +83,19 @@ def test_no_duplicate_keys_anywhere(two_runs: dict[str, Any]) -> None:
 
 def test_predictions_carry_lineage(two_runs: dict[str, Any]) -> None:
     preds = _frame(two_runs["workspace"], "gold.fxs_predictions")
-    for col in ["model_name", "model_version", "run_id", "feature_table", "feature_table_version", "scored_at"]:
+    for col in [
+        "model_name",
+        "model_version",
+        "run_id",
+        "feature_table",
+        "feature_table_version",
+        "scored_at",
+    ]:
         assert preds[col].notna().all(), col
     assert set(preds["model_name"]) == {"fx_slice_vol"}
-    assert set(preds["feature_table_version"]) == {two_runs["first"]["tables"]["gold.fxs_features"]["version"]}
+    assert set(preds["feature_table_version"]) == {
+        two_runs["first"]["tables"]["gold.fxs_features"]["version"]
+    }
     assert (preds["prediction"] > 0).all()
     assert str(preds["as_of"].max()) <= "2023-12-31"
 
