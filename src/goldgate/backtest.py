@@ -50,13 +50,20 @@ def walk_forward_folds(
         train_end_ix = test_start_ix - gap_days - 1
         train_start_ix = 0 if window == "expanding" else max(0, train_end_ix + 1 - (train_days or 0))
         if train_end_ix + 1 - train_start_ix < min_train_days:
+            have = max(train_end_ix + 1 - train_start_ix, 0)
             raise SplitError(
-                f"{len(days)} dates is too little history for {n_folds} folds of {test_days} test dates with a "
-                f"{gap_days}-date gap (fold {k} would train on {max(train_end_ix + 1 - train_start_ix, 0)} dates, "
-                f"need {min_train_days})"
+                f"{len(days)} dates is too little history for {n_folds} folds of {test_days} test dates "
+                f"with a {gap_days}-date gap (fold {k} would train on {have} dates, need {min_train_days})"
             )
-        folds.append(Fold(k, days[train_start_ix], days[train_end_ix], days[test_start_ix],
-                          days[test_start_ix + test_days - 1]))
+        folds.append(
+            Fold(
+                k,
+                days[train_start_ix],
+                days[train_end_ix],
+                days[test_start_ix],
+                days[test_start_ix + test_days - 1],
+            )
+        )
     return folds
 
 

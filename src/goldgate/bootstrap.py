@@ -23,7 +23,12 @@ class Interval:
 
 
 def paired_block_bootstrap(
-    loss_a: np.ndarray, loss_b: np.ndarray, blocks: np.ndarray, *, resamples: int = 1000, level: float = 0.95,
+    loss_a: np.ndarray,
+    loss_b: np.ndarray,
+    blocks: np.ndarray,
+    *,
+    resamples: int = 1000,
+    level: float = 0.95,
     seed: int = 0,
 ) -> Interval:
     """CI of mean(loss_a - loss_b), resampling whole blocks with replacement (negative: a is better)."""
