@@ -24,7 +24,8 @@ def slice_usecase_dict() -> dict[str, Any]:
     data["tables"] = {k: v.replace("fx_", "fxs_") for k, v in data["tables"].items()}
     data["models"]["registered_name"] = "fx_slice_vol"
     data["models"]["candidates"][1]["params"].update(n_estimators=40, min_child_samples=20)
-    data["evaluation"]["holdout_days"] = 120
+    data["evaluation"].update(folds=3, test_days=40)
+    data["gate"].update(min_fold_wins=2, bootstrap_resamples=300)
     return data
 
 

@@ -120,9 +120,7 @@ def test_newer_file_is_a_new_batch_and_the_same_file_is_not(tmp_path: Path, slic
 def test_tables_lists_versions(tmp_path: Path, slice_usecase_path: Path) -> None:
     ws = tmp_path / "ws"
     good = _ecb_file(tmp_path / "good.csv", ["2023-01-03,1.0545,138.87,0.8846,0.9909,"])
-    runner.invoke(
-        app, ["ingest", "--usecase", str(slice_usecase_path), "--workspace", str(ws), "--source", str(good)]
-    )
+    runner.invoke(app, ["ingest", "--usecase", str(slice_usecase_path), "--workspace", str(ws), "--source", str(good)])
     result = runner.invoke(app, ["tables", "--usecase", str(slice_usecase_path), "--workspace", str(ws)])
     assert result.exit_code == 0
     assert "bronze.fxs_rates_raw" in result.output

@@ -40,7 +40,14 @@ def test_first_run_promotes_a_champion_and_fills_every_table(two_runs: dict[str,
     s = two_runs["first"]
     assert s["use_case"] == "fx_slice"
     assert s["gate"]["decision"] == "promote"
-    assert {c["name"] for c in s["gate"]["criteria"]} >= {"beats_baseline", "beats_champion"}
+    names = {c["name"] for c in s["gate"]["criteria"]}
+    assert names >= {
+        "beats_baseline",
+        "ci_vs_baseline",
+        "fold_wins_vs_baseline",
+        "beats_champion",
+        "data_quality_clean",
+    }
     assert s["champion"] == {"name": "fx_slice_vol", "version": "1"}
     assert s["predictions_rows"] == 4  # one per currency on the latest date
     assert {r["role"] for r in s["runs"]} == {"baseline", "candidate"}
@@ -61,7 +68,8 @@ def test_second_run_is_rejected_against_an_identical_champion(two_runs: dict[str
     s = two_runs["second"]
     assert s["gate"]["decision"] == "reject"
     failed = [c for c in s["gate"]["criteria"] if not c["passed"]]
-    assert [c["name"] for c in failed] == ["beats_champion"]
+    # Same data, same recipe: the new model equals the champion, so it neither beats it nor has a CI below 0.
+    assert [c["name"] for c in failed] == ["beats_champion", "ci_vs_champion"]
     assert s["champion"] == {"name": "fx_slice_vol", "version": "1"}
 
 
@@ -93,9 +101,7 @@ def test_predictions_carry_lineage(two_runs: dict[str, Any]) -> None:
     ]:
         assert preds[col].notna().all(), col
     assert set(preds["model_name"]) == {"fx_slice_vol"}
-    assert set(preds["feature_table_version"]) == {
-        two_runs["first"]["tables"]["gold.fxs_features"]["version"]
-    }
+    assert set(preds["feature_table_version"]) == {two_runs["first"]["tables"]["gold.fxs_features"]["version"]}
     assert (preds["prediction"] > 0).all()
     assert str(preds["as_of"].max()) <= "2023-12-31"
 

@@ -12,7 +12,9 @@ from typing import Literal
 
 import pandas as pd
 
-from goldgate.split import SplitError
+
+class SplitError(ValueError):
+    """Too little history for the requested folds and gap."""
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,13 @@ def walk_forward_folds(
     return folds
 
 
-def fold_rows(frame: pd.DataFrame, fold: Fold, time_col: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Training and test rows of one fold."""
+def fold_rows(
+    frame: pd.DataFrame, fold: Fold, time_col: str, label_end: str = "target_end"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Training and test rows of one fold; training rows whose label reaches the test window are purged."""
     day = pd.to_datetime(frame[time_col]).dt.date
-    train = frame[(day >= fold.train_start) & (day <= fold.train_end)]
+    in_train = (day >= fold.train_start) & (day <= fold.train_end)
+    if label_end in frame.columns:
+        in_train &= pd.to_datetime(frame[label_end]).dt.date < fold.test_start
     test = frame[(day >= fold.test_start) & (day <= fold.test_end)]
-    return train, test
+    return frame[in_train], test

@@ -6,8 +6,9 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -17,23 +18,21 @@ from goldgate.context import Context
 from goldgate.dag import STEP_NAMES, get_step
 from goldgate.runner import StepFailedError, run_pipeline, run_step
 from goldgate.settings import Settings, load_settings
-from goldgate.summary import build_summary, print_summary, write_summary
+from goldgate.summary import print_summary, print_tables, table_versions, write_summary
 from goldgate.usecase import UseCaseError, load_usecase
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="goldgate: raw data to a monitored model.")
 console = Console(stderr=True)
 log = logging.getLogger("goldgate")
 
-UseCaseOpt = Annotated[
-    str, typer.Option("--usecase", "-u", help="Bundled use case (fx) or a use-case YAML path.")
-]
+UseCaseOpt = Annotated[str, typer.Option("--usecase", "-u", help="Bundled use case (fx) or a use-case YAML path.")]
 WorkspaceOpt = Annotated[
-    Path | None, typer.Option("--workspace", "-w", help="Workspace folder [env GOLDGATE_WORKSPACE].")
+    Path | None, typer.Option("--workspace", "-w", help="Workspace folder (env GOLDGATE_WORKSPACE).")
 ]
 SourceOpt = Annotated[
     str | None, typer.Option("--source", "-s", help="Explicit source file or folder (default: bundled data).")
 ]
-EngineOpt = Annotated[str | None, typer.Option("--engine", help="duckdb (default) [env GOLDGATE_ENGINE].")]
+EngineOpt = Annotated[str | None, typer.Option("--engine", help="duckdb (default) (env GOLDGATE_ENGINE).")]
 
 
 def _setup_logging(level: str) -> None:
@@ -52,6 +51,8 @@ def _context(
         uc = load_usecase(usecase)
     except (UseCaseError, ValueError) as exc:
         _fail(str(exc))
+    if settings.engine != "duckdb":
+        _fail(f"engine '{settings.engine}' is not available in this build; use duckdb")
     _setup_logging(settings.log_level)
     return Context(settings=settings, usecase=uc, source=source, dry_run=dry_run)
 
@@ -67,12 +68,8 @@ def run(
     workspace: WorkspaceOpt = None,
     source: SourceOpt = None,
     engine: EngineOpt = None,
-    summary_json: Annotated[
-        Path | None, typer.Option("--summary-json", help="Write the run summary here.")
-    ] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Report the gate decision without promoting.")
-    ] = False,
+    summary_json: Annotated[Path | None, typer.Option("--summary-json", help="Write the run summary here.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report the gate decision without promoting.")] = False,
 ) -> None:
     """Run the whole loop: ingest -> ... -> monitor."""
     ctx = _context(usecase, workspace, engine, source, dry_run)
@@ -108,7 +105,13 @@ def step(
 
 
 def _short(result: dict[str, object]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in result.items() if not isinstance(v, (list, dict)))
+    parts = []
+    for key, value in result.items():
+        if isinstance(value, list):
+            parts.append(f"{key}=[{len(value)} items]")
+        elif not isinstance(value, dict):
+            parts.append(f"{key}={value}")
+    return ", ".join(parts)
 
 
 @app.command()
@@ -126,18 +129,103 @@ def ingest(
 def tables(usecase: UseCaseOpt = "fx", workspace: WorkspaceOpt = None) -> None:
     """List the lake's tables with their current version and row count."""
     ctx = _context(usecase, workspace, None)
-    summary: dict[str, Any] = {
-        "use_case": usecase,
-        "tables": {},
-        "runs": [],
-        "gate": None,
-        "champion": None,
-        "predictions_rows": 0,
-        "drift": {},
-        "seconds": {},
-    }
-    summary["tables"] = build_summary(ctx)["tables"]
-    print_summary(summary, Console())
+    print_tables(table_versions(ctx.lake), usecase, Console())
+
+
+gate_app = typer.Typer(no_args_is_help=True, help="Gate decisions.")
+app.add_typer(gate_app, name="gate")
+
+
+@gate_app.command("show")
+def gate_show(
+    usecase: UseCaseOpt = "fx",
+    workspace: WorkspaceOpt = None,
+    run_id: Annotated[str | None, typer.Option("--run", help="Training or model run id (default: latest).")] = None,
+) -> None:
+    """Print a gate decision as Markdown."""
+    import mlflow
+
+    from goldgate.gate import DECISION_FILE, GateDecision, render_markdown
+
+    ctx = _context(usecase, workspace, None)
+    try:
+        ctx.experiment_id  # noqa: B018 - configures MLflow for this workspace
+        run = mlflow.MlflowClient().get_run(run_id) if run_id else ctx.latest_training_run()
+        record = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/{DECISION_FILE}")
+    except Exception as exc:
+        _fail(f"gate show: no gate decision found ({exc})")
+    typer.echo(render_markdown(GateDecision.from_dict(record)))
+
+
+@app.command()
+def models(usecase: UseCaseOpt = "fx", workspace: WorkspaceOpt = None) -> None:
+    """List registered versions with aliases, gate decision and backtest metrics."""
+    from rich.table import Table
+
+    from goldgate.registry import list_versions
+
+    ctx = _context(usecase, workspace, None)
+    ctx.experiment_id  # noqa: B018 - configures MLflow for this workspace
+    name = ctx.usecase.models.registered_name
+    rows = list_versions(name)
+    if not rows:
+        _fail(f"no registered versions of {name} in {ctx.settings.workspace_dir}")
+    table = Table(title=f"{name}", title_justify="left")
+    for col in ("version", "aliases", "decision", "backtest rmse", "holdout rmse", "run id"):
+        table.add_column(col)
+    for r in rows:
+        m = r["metrics"]
+        table.add_row(
+            r["version"],
+            ",".join(r["aliases"]) or "-",
+            r["decision"] or "-",
+            f"{m['backtest_rmse']:.5f}" if "backtest_rmse" in m else "-",
+            f"{m['holdout_rmse']:.5f}" if "holdout_rmse" in m else "-",
+            (r["run_id"] or "")[:12],
+        )
+    Console().print(table)
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="Registered model version to make champion.")],
+    usecase: UseCaseOpt = "fx",
+    workspace: WorkspaceOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Promote even if the gate rejects (recorded).")] = False,
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded in ops.promotions).")] = "",
+) -> None:
+    """Make VERSION champion: it goes through the gate on the current data unless --force."""
+    from goldgate.gate import render_markdown
+    from goldgate.pipeline import promote_version
+
+    ctx = _context(usecase, workspace, None)
+    try:
+        decision = promote_version(ctx, version, force, reason)
+    except Exception as exc:
+        _fail(f"promote: {exc}")
+    typer.echo(render_markdown(decision))
+    outcome = "promoted" if decision.promoted or force else "not promoted"
+    console.print(f"{ctx.usecase.models.registered_name} v{version}: {outcome}")
+
+
+@app.command()
+def rollback(
+    usecase: UseCaseOpt = "fx",
+    workspace: WorkspaceOpt = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded in ops.promotions).")] = "",
+) -> None:
+    """Move champion back to the previous champion (recorded in ops.promotions)."""
+    from goldgate.registry import rollback as rollback_champion
+
+    ctx = _context(usecase, workspace, None)
+    ctx.experiment_id  # noqa: B018 - configures MLflow for this workspace
+    try:
+        old, new = rollback_champion(
+            ctx.lake, ctx.usecase.models.registered_name, ctx.usecase.name, ctx.settings.owner, reason or "rollback"
+        )
+    except LookupError as exc:
+        _fail(f"rollback: {exc.args[0]}")
+    console.print(f"{ctx.usecase.models.registered_name}: champion v{old} -> v{new}")
 
 
 @app.command("mlflow-ui")
@@ -147,7 +235,8 @@ def mlflow_ui(
 ) -> None:
     """Open the MLflow UI on the workspace's tracking store (127.0.0.1 only)."""
     settings = load_settings(workspace=workspace)
-    exe = shutil.which("mlflow") or _fail("mlflow executable not found in this environment")
+    beside = Path(sys.executable).parent / "mlflow"
+    exe = str(beside) if beside.exists() else shutil.which("mlflow") or _fail("mlflow executable not found")
     cmd = [
         str(exe),
         "ui",

@@ -35,18 +35,22 @@ class Context:
 
         return configure_mlflow(self.settings)
 
-    def latest_training_run(self) -> Any:
-        """The newest training run of this use case (raises when none exists)."""
+    def mlflow_client(self) -> Any:
+        """An MLflow client on this workspace's store (configuring MLflow first, so no step uses a stray store)."""
         import mlflow
 
-        runs = mlflow.MlflowClient().search_runs(
+        experiment = self.experiment_id
+        assert experiment
+        return mlflow.MlflowClient()
+
+    def latest_training_run(self) -> Any:
+        """The newest training run of this use case (raises when none exists)."""
+        runs = self.mlflow_client().search_runs(
             [self.experiment_id],
             filter_string=f"tags.`goldgate.kind` = 'training' AND tags.use_case = '{self.usecase.name}'",
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )
         if not runs:
-            raise LookupError(
-                f"no training run for use case '{self.usecase.name}' yet: run the train step first"
-            )
+            raise LookupError(f"no training run for use case '{self.usecase.name}' yet: run the train step first")
         return runs[0]

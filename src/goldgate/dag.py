@@ -17,6 +17,7 @@ class Step:
     target: str  # "module:function", imported on first call so the CLI starts fast
     depends_on: tuple[str, ...]
     description: str
+    uses_mlflow: bool = False
 
     @property
     def func(self) -> Callable[[Context], dict[str, Any]]:
@@ -27,25 +28,15 @@ class Step:
 
 STEPS: tuple[Step, ...] = (
     Step("ingest", "goldgate.pipeline:ingest", (), "source file -> bronze, as received"),
-    Step(
-        "silver",
-        "goldgate.pipeline:silver",
-        ("ingest",),
-        "typed, long, deduplicated; failing rows to quarantine",
-    ),
+    Step("silver", "goldgate.pipeline:silver", ("ingest",), "typed, long, deduplicated; failing rows to quarantine"),
     Step("gold", "goldgate.pipeline:gold", ("silver",), "daily log returns"),
     Step("features", "goldgate.pipeline:features", ("gold",), "point-in-time features and forward target"),
-    Step("train", "goldgate.pipeline:train", ("features",), "baseline and candidates as MLflow runs"),
-    Step(
-        "evaluate",
-        "goldgate.pipeline:evaluate",
-        ("train",),
-        "every model and the champion on the same holdout",
-    ),
-    Step("gate", "goldgate.pipeline:gate", ("evaluate",), "promote only what beats baseline and champion"),
-    Step("register", "goldgate.pipeline:register", ("gate",), "registry version, challenger -> champion"),
-    Step("score", "goldgate.pipeline:score", ("register",), "champion predictions with lineage"),
-    Step("monitor", "goldgate.pipeline:monitor", ("score",), "feature drift against the training window"),
+    Step("train", "goldgate.pipeline:train", ("features",), "baseline and candidates as MLflow runs", True),
+    Step("evaluate", "goldgate.pipeline:evaluate", ("train",), "walk-forward backtest, champion included", True),
+    Step("gate", "goldgate.pipeline:gate", ("evaluate",), "promote only what beats baseline and champion", True),
+    Step("register", "goldgate.pipeline:register", ("gate",), "registry version, challenger -> champion", True),
+    Step("score", "goldgate.pipeline:score", ("register",), "champion predictions with lineage", True),
+    Step("monitor", "goldgate.pipeline:monitor", ("score",), "feature drift against the training window", True),
 )
 
 STEP_NAMES: tuple[str, ...] = tuple(s.name for s in STEPS)

@@ -1,21 +1,35 @@
-"""Score every model of a training run, and the current champion, on the same holdout rows."""
+"""Walk-forward evaluation: the baseline, every candidate and the champion on the same folds and rows.
+
+Baseline and candidates are refitted on each fold's training window (the last fold uses the logged model
+itself, which was trained on exactly that window). A fixed model artifact, such as the current champion,
+is scored only on folds it has not seen: those whose test window starts more than ``gap`` dates after the
+end of its own training window. Comparisons are paired on the rows both models scored.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from goldgate.backtest import Fold, fold_rows
+from goldgate.bootstrap import paired_block_bootstrap
+from goldgate.features import feature_columns
 from goldgate.metrics import regression_metrics
-from goldgate.split import Split, apply_split
-from goldgate.usecase import UseCase
+from goldgate.usecase import Gate, UseCase
 
 log = logging.getLogger(__name__)
 
 EVALUATION_FILE = "evaluation.json"
+PREDICTIONS_FILE = "backtest_predictions.parquet"
+PLOT_FILE = "backtest.png"
 
 
 class EvaluationError(RuntimeError):
@@ -29,8 +43,30 @@ class ModelScore:
     run_id: str
     model_uri: str
     metrics: dict[str, float] = field(default_factory=dict)
+    fold_metrics: list[dict[str, float]] = field(default_factory=list)
     version: str | None = None
     error: str | None = None
+    signature: list[str] = field(default_factory=list)
+    train_end: str | None = None
+    latency_p95_ms: float | None = None
+
+
+@dataclass
+class Comparison:
+    """A candidate against a rival on the rows both scored."""
+
+    candidate: str
+    rival: str  # baseline | champion
+    metric: str
+    folds: list[int]
+    rows: int
+    candidate_value: float
+    rival_value: float
+    fold_wins: int
+    ci_mean: float
+    ci_low: float
+    ci_high: float
+    ci_level: float
 
 
 @dataclass
@@ -38,87 +74,407 @@ class Evaluation:
     training_run_id: str
     use_case: str
     dataset_version: dict[str, int]
-    split: dict[str, str]
-    rows: int
     primary_metric: str
+    folds: list[dict[str, Any]]
+    rows: int
     scores: list[ModelScore]
+    comparisons: list[Comparison] = field(default_factory=list)
 
     def by_role(self, role: str) -> list[ModelScore]:
         return [s for s in self.scores if s.role == role]
+
+    def comparison(self, candidate: str, rival: str) -> Comparison | None:
+        return next((c for c in self.comparisons if c.candidate == candidate and c.rival == rival), None)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Evaluation:
+        data = dict(data)
         scores = [ModelScore(**s) for s in data.pop("scores")]
-        return cls(scores=scores, **data)
+        comparisons = [Comparison(**c) for c in data.pop("comparisons", [])]
+        return cls(scores=scores, comparisons=comparisons, **data)
 
 
-def predict_with(model_uri: str, test: pd.DataFrame) -> Any:
-    """Predictions of a logged model on rows, selecting the inputs its signature declares."""
-    import mlflow.pyfunc
+# A scorer returns predictions for a fold's test rows, or None when it may not be scored on that fold.
+Scorer = Callable[[Fold, pd.DataFrame, pd.DataFrame], "np.ndarray | None"]
 
-    model = mlflow.pyfunc.load_model(model_uri)
+
+def loss(metric: str, y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Per-row loss whose mean the metric is built on (squared error for rmse, absolute error for mae)."""
+    err = np.asarray(pred, dtype="float64") - np.asarray(y, dtype="float64")
+    return err**2 if metric == "rmse" else np.abs(err)
+
+
+def run_backtest(frame: pd.DataFrame, folds: list[Fold], scorers: dict[str, Scorer], usecase: UseCase) -> pd.DataFrame:
+    """Predictions of every scorer on every fold it may score: one row per (model, fold, entity, date)."""
+    parts = []
+    for fold in folds:
+        train, test = fold_rows(frame, fold, usecase.time)
+        if test.empty:
+            raise EvaluationError(f"fold {fold.index} ({fold.test_start}..{fold.test_end}) has no test rows")
+        for name, scorer in scorers.items():
+            pred = scorer(fold, train, test)
+            if pred is None:
+                continue
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "model": name,
+                        "fold": fold.index,
+                        usecase.entity: test[usecase.entity].to_numpy(),
+                        usecase.time: pd.to_datetime(test[usecase.time]).dt.date.to_numpy(),
+                        "y": test[usecase.target.name].to_numpy(dtype="float64"),
+                        "pred": np.asarray(pred, dtype="float64"),
+                    }
+                )
+            )
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _metrics_by_fold(rows: pd.DataFrame) -> list[dict[str, float]]:
+    return [
+        {"fold": int(k), "rows": float(len(g)), **regression_metrics(g["y"].to_numpy(), g["pred"].to_numpy())}
+        for k, g in rows.groupby("fold", sort=True)
+    ]
+
+
+def fill_scores(scores: list[ModelScore], predictions: pd.DataFrame) -> None:
+    """Pooled and per-fold metrics of every score from the backtest predictions."""
+    for s in scores:
+        rows = predictions[predictions["model"] == s.model] if len(predictions) else predictions
+        if len(rows) == 0:
+            s.error = s.error or "not scored on any fold (no out-of-sample fold for this model)"
+            continue
+        s.metrics = regression_metrics(rows["y"].to_numpy(), rows["pred"].to_numpy())
+        s.fold_metrics = _metrics_by_fold(rows)
+
+
+def compare(
+    predictions: pd.DataFrame,
+    candidate: str,
+    rival: str,
+    rival_role: str,
+    usecase: UseCase,
+    policy: Gate,
+    seed: int,
+) -> Comparison | None:
+    """Paired comparison on the rows both models scored; None when they share no row."""
+    keys = ["fold", usecase.entity, usecase.time]
+    a = predictions[predictions["model"] == candidate]
+    b = predictions[predictions["model"] == rival]
+    both = a.merge(b[[*keys, "pred"]], on=keys, suffixes=("", "_rival"))
+    if both.empty:
+        return None
+    metric = usecase.evaluation.primary_metric
+    la, lb = loss(metric, both["y"], both["pred"]), loss(metric, both["y"], both["pred_rival"])
+    ci = paired_block_bootstrap(
+        la,
+        lb,
+        both[usecase.time].astype(str).to_numpy(),
+        resamples=policy.bootstrap_resamples,
+        level=policy.confidence,
+        seed=seed,
+    )
+    wins = 0
+    folds = sorted(int(f) for f in both["fold"].unique())
+    for k in folds:
+        g = both[both["fold"] == k]
+        ma = regression_metrics(g["y"].to_numpy(), g["pred"].to_numpy())[metric]
+        mb = regression_metrics(g["y"].to_numpy(), g["pred_rival"].to_numpy())[metric]
+        wins += int(ma < mb)
+    return Comparison(
+        candidate=candidate,
+        rival=rival_role,
+        metric=metric,
+        folds=folds,
+        rows=len(both),
+        candidate_value=regression_metrics(both["y"].to_numpy(), both["pred"].to_numpy())[metric],
+        rival_value=regression_metrics(both["y"].to_numpy(), both["pred_rival"].to_numpy())[metric],
+        fold_wins=wins,
+        ci_mean=ci.mean,
+        ci_low=ci.low,
+        ci_high=ci.high,
+        ci_level=ci.level,
+    )
+
+
+def compare_all(predictions: pd.DataFrame, scores: list[ModelScore], usecase: UseCase) -> list[Comparison]:
+    """Every candidate against the baseline and against the champion."""
+    out = []
+    rivals = [s for s in scores if s.role in ("baseline", "champion") and s.metrics]
+    for cand in [s for s in scores if s.role == "candidate" and s.metrics]:
+        for rival in rivals:
+            c = compare(predictions, cand.model, rival.model, rival.role, usecase, usecase.gate, usecase.models.seed)
+            if c is not None:
+                out.append(c)
+    return out
+
+
+def out_of_sample(days: list[date], train_end: date, gap: int) -> Callable[[Fold], bool]:
+    """Whether a fold's test window lies beyond a model's training labels (more than ``gap`` dates later)."""
+    pos = {d: i for i, d in enumerate(days)}
+    end_ix = max((i for d, i in pos.items() if d <= train_end), default=-1)
+
+    def check(fold: Fold) -> bool:
+        return pos[fold.test_start] - end_ix > gap
+
+    return check
+
+
+def measure_latency(predict: Callable[[pd.DataFrame], Any], row: pd.DataFrame, calls: int = 100) -> float:
+    """p95 wall milliseconds of single-row predictions (after one warm-up call)."""
+    predict(row)
+    times = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        predict(row)
+        times.append((time.perf_counter() - started) * 1000)
+    return float(np.percentile(times, 95))
+
+
+def signature_of(model: Any) -> list[str]:
+    """``name:type`` of every input in a pyfunc model's signature."""
     schema = model.metadata.get_input_schema()
-    inputs = schema.input_names() if schema is not None else list(test.columns)
-    missing = [c for c in inputs if c not in test.columns]
-    if missing:
-        raise EvaluationError(f"model {model_uri} needs columns {missing} that the feature table lacks")
-    return model.predict(test[inputs])
+    if schema is None:
+        return []
+    return [f"{c.name}:{c.type}" for c in schema.inputs]
 
 
-def score_model(score: ModelScore, test: pd.DataFrame, target: str) -> ModelScore:
-    """Fill ``score.metrics`` from the holdout rows (or ``score.error`` when the model cannot be scored)."""
-    try:
-        score.metrics = regression_metrics(test[target].to_numpy(), predict_with(score.model_uri, test))
-    except EvaluationError as exc:
-        score.error = str(exc)
+def plot_backtest(evaluation: Evaluation) -> Any:
+    """Primary metric per fold for every model (a matplotlib figure)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = evaluation.primary_metric
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for s in evaluation.scores:
+        if s.fold_metrics:
+            ax.plot(
+                [f["fold"] for f in s.fold_metrics],
+                [f[metric] for f in s.fold_metrics],
+                marker="o",
+                label=f"{s.model} ({s.role})",
+            )
+    ax.set_xlabel("walk-forward fold (oldest → newest)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{evaluation.use_case}: {metric} per fold")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def describe(evaluation: Evaluation) -> str:
+    """One log line per model: pooled primary metric and folds scored."""
+    m = evaluation.primary_metric
+    return "; ".join(
+        f"{s.model}={s.metrics[m]:.5g} ({len(s.fold_metrics)} folds)" if s.metrics else f"{s.model}: {s.error}"
+        for s in evaluation.scores
+    )
+
+
+def dataset_version_of(run: Any) -> dict[str, int]:
+    return {k: int(v) for k, v in json.loads(run.data.tags["dataset_version"]).items()}
+
+
+def refit_scorer(
+    fit: Callable[[pd.DataFrame], Any],
+    inputs: list[str],
+    final_predict: Callable[[pd.DataFrame], Any] | None = None,
+    last_fold: int = -1,
+) -> Scorer:
+    """Refit on each fold's training rows; on the last fold, score the logged model trained on that window."""
+
+    def score(fold: Fold, train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+        if final_predict is not None and fold.index == last_fold:
+            return np.asarray(final_predict(test[inputs]))
+        return np.asarray(fit(train).predict(test[inputs]))
+
     return score
 
 
-def evaluate_run(
-    training_run: Any, frame: pd.DataFrame, usecase: UseCase, champion: ModelScore | None
-) -> Evaluation:
-    """Holdout metrics for the baseline, every candidate and the champion, all on identical rows."""
+def artifact_scorer(
+    predict: Callable[[pd.DataFrame], Any], inputs: list[str], is_oos: Callable[[Fold], bool]
+) -> Scorer:
+    """Score a fixed model only on folds it has not seen."""
+
+    def score(fold: Fold, train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray | None:
+        return np.asarray(predict(test[inputs])) if is_oos(fold) else None
+
+    return score
+
+
+def load_folds(run: Any) -> list[Fold]:
+    """The walk-forward folds recorded on a training run."""
+    return [
+        Fold(
+            int(f["index"]),
+            *(date.fromisoformat(f[k]) for k in ("train_start", "train_end", "test_start", "test_end")),
+        )
+        for f in json.loads(run.data.tags["goldgate.folds"])
+    ]
+
+
+def _add_artifact(
+    score: ModelScore, scorers: dict[str, Scorer], frame: pd.DataFrame, days: list[date], usecase: UseCase
+) -> None:
+    """Register a fixed model (champion or a registered version) for scoring on its out-of-sample folds."""
     import mlflow
 
-    split = Split.from_params(training_run.data.params)
-    _, test = apply_split(frame, split, usecase.time)
-    if test.empty:
-        raise EvaluationError(
-            f"holdout {split.test_start}..{split.test_end} has no rows in the feature table"
-        )
-    client = mlflow.MlflowClient()
-    children = client.search_runs(
-        [training_run.info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{training_run.info.run_id}'",
-    )
-    scores = [
-        ModelScore(
-            r.data.tags["goldgate.model"],
-            r.data.tags["goldgate.role"],
-            r.info.run_id,
-            r.data.tags["goldgate.model_uri"],
-        )
-        for r in sorted(children, key=lambda r: r.info.start_time)
-    ]
+    try:
+        model = mlflow.pyfunc.load_model(score.model_uri)
+        inputs = _input_names(model)
+        missing = [c for c in inputs if c not in frame.columns]
+        if missing:
+            raise EvaluationError(f"{score.model} needs columns {missing} that the feature table lacks")
+        if score.train_end is None:
+            raise EvaluationError(f"{score.model} has no recorded training window")
+        score.signature = signature_of(model)
+        is_oos = out_of_sample(days, date.fromisoformat(score.train_end), usecase.gap)
+        scorers[score.model] = artifact_scorer(model.predict, inputs, is_oos)
+        if score.role == "candidate":
+            score.latency_p95_ms = measure_latency(model.predict, frame[inputs].head(1))
+    except (EvaluationError, OSError, ValueError) as exc:
+        score.error = str(exc)
+
+
+def evaluate_version(
+    candidate: ModelScore,
+    champion: ModelScore | None,
+    frame: pd.DataFrame,
+    usecase: UseCase,
+    dataset_version: dict[str, int],
+) -> tuple[Evaluation, pd.DataFrame]:
+    """Backtest a registered version against a refitted baseline and the champion, on folds neither has seen."""
+    from goldgate.backtest import distinct_days
+    from goldgate.train import model_inputs, plan_folds
+
+    folds = plan_folds(frame, usecase)
+    days = distinct_days(frame[usecase.time])
+    spec = usecase.models.baseline
+    inputs = model_inputs(spec, feature_columns(list(frame.columns), usecase.target))
+    baseline = ModelScore(spec.name, "baseline", "", "", train_end=None)
+
+    def fit(train: pd.DataFrame) -> Any:
+        from goldgate.train import fit_spec
+
+        return fit_spec(spec, train, inputs, usecase)
+
+    scorers: dict[str, Scorer] = {spec.name: refit_scorer(fit, inputs)}
+    scores = [baseline, candidate]
+    _add_artifact(candidate, scorers, frame, days, usecase)
     if champion is not None:
+        _add_artifact(champion, scorers, frame, days, usecase)
         scores.append(champion)
-    for s in scores:
-        score_model(s, test, usecase.target.name)
-        if s.role != "champion" and s.metrics:
-            client.log_batch(
-                s.run_id,
-                metrics=[mlflow.entities.Metric(f"holdout_{k}", v, 0, 0) for k, v in s.metrics.items()],
-            )
-    log.info("evaluated %d models on %d holdout rows", len(scores), len(test))
-    return Evaluation(
-        training_run_id=training_run.info.run_id,
+    predictions = run_backtest(frame, folds, scorers, usecase)
+    fill_scores(scores, predictions)
+    evaluation = Evaluation(
+        training_run_id=candidate.run_id,
         use_case=usecase.name,
-        dataset_version=json.loads(training_run.data.tags["dataset_version"]),
-        split=split.as_params(),
-        rows=len(test),
+        dataset_version=dataset_version,
         primary_metric=usecase.evaluation.primary_metric,
+        folds=[f.as_dict() for f in folds],
+        rows=int((predictions["model"] == candidate.model).sum()) if len(predictions) else 0,
         scores=scores,
+        comparisons=compare_all(predictions, scores, usecase),
     )
+    log.info("version backtest over %d folds: %s", len(folds), describe(evaluation))
+    return evaluation, predictions
+
+
+def _input_names(model: Any) -> list[str]:
+    schema = model.metadata.get_input_schema()
+    return list(schema.input_names()) if schema is not None else []
+
+
+def evaluate_training_run(
+    run: Any, frame: pd.DataFrame, usecase: UseCase, champion: ModelScore | None
+) -> tuple[Evaluation, pd.DataFrame]:
+    """Backtest every model of a training run and the champion; returns the evaluation and the predictions."""
+    import mlflow
+
+    from goldgate.backtest import distinct_days
+    from goldgate.train import fit_spec
+    from goldgate.usecase import ModelSpec
+
+    client = mlflow.MlflowClient()
+    folds = load_folds(run)
+    days = distinct_days(frame[usecase.time])
+    children = client.search_runs(
+        [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'"
+    )
+    scorers: dict[str, Scorer] = {}
+    scores: list[ModelScore] = []
+    _, last_test = fold_rows(frame, folds[-1], usecase.time)
+    for child in sorted(children, key=lambda r: r.info.start_time):
+        if child.data.tags.get("goldgate.kind") != "model":
+            continue
+        spec = ModelSpec.model_validate_json(child.data.tags["goldgate.spec"])
+        model = mlflow.pyfunc.load_model(child.data.tags["goldgate.model_uri"])
+        inputs = _input_names(model)
+        score = ModelScore(
+            spec.name,
+            child.data.tags["goldgate.role"],
+            child.info.run_id,
+            child.data.tags["goldgate.model_uri"],
+            signature=signature_of(model),
+            train_end=str(folds[-1].train_end),
+        )
+        if score.role == "candidate" and not last_test.empty:
+            score.latency_p95_ms = measure_latency(model.predict, last_test[inputs].head(1))
+
+        def fit(train: pd.DataFrame, spec: ModelSpec = spec, inputs: list[str] = inputs) -> Any:
+            return fit_spec(spec, train, inputs, usecase)
+
+        scorers[spec.name] = refit_scorer(fit, inputs, model.predict, folds[-1].index)
+        scores.append(score)
+    if champion is not None:
+        _add_artifact(champion, scorers, frame, days, usecase)
+        scores.append(champion)
+    predictions = run_backtest(frame, folds, scorers, usecase)
+    fill_scores(scores, predictions)
+    evaluation = Evaluation(
+        training_run_id=run.info.run_id,
+        use_case=usecase.name,
+        dataset_version=dataset_version_of(run),
+        primary_metric=usecase.evaluation.primary_metric,
+        folds=[f.as_dict() for f in folds],
+        rows=len(predictions[predictions["model"] == scores[0].model]) if len(predictions) else 0,
+        scores=scores,
+        comparisons=compare_all(predictions, scores, usecase),
+    )
+    log.info("walk-forward over %d folds: %s", len(folds), describe(evaluation))
+    return evaluation, predictions
+
+
+def log_evaluation(evaluation: Evaluation, predictions: pd.DataFrame) -> None:
+    """Per-fold metrics on every model run; the record, predictions and plot on the training run."""
+    import tempfile
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+    import mlflow
+    from mlflow.entities import Metric
+
+    client = mlflow.MlflowClient()
+    now = int(time.time() * 1000)
+    for s in evaluation.scores:
+        if s.role == "champion" or not s.metrics:
+            continue
+        # backtest_* pools every fold; holdout_* is the last fold, the window the logged model never saw.
+        metrics = [Metric(f"backtest_{k}", v, now, 0) for k, v in s.metrics.items()]
+        metrics += [Metric(f"holdout_{k}", v, now, 0) for k, v in s.fold_metrics[-1].items() if k != "fold"]
+        metrics += [Metric(f"fold_{k}", f[k], now, int(f["fold"])) for f in s.fold_metrics for k in ("rmse", "mae")]
+        client.log_batch(s.run_id, metrics=metrics)
+    run_id = evaluation.training_run_id
+    client.log_dict(run_id, evaluation.to_dict(), EVALUATION_FILE)
+    fig = plot_backtest(evaluation)
+    client.log_figure(run_id, fig, PLOT_FILE)
+    plt.close(fig)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / PREDICTIONS_FILE
+        predictions.to_parquet(path, index=False)
+        client.log_artifact(run_id, str(path))

@@ -13,6 +13,9 @@ import ibis.expr.types as ir
 from goldgate.usecase import Features, Target
 
 KEYS = ["currency", "date"]
+# Date of the last fixing the target looks at: training rows whose label ends on or after a test window's
+# first date are purged, even when a currency's missing fixings stretch its horizon over more calendar dates.
+LABEL_END = "target_end"
 
 
 def _realized_vol(returns: ir.Table, rows: tuple[int, int], n: int, annualization: int) -> ir.Value:
@@ -63,12 +66,14 @@ def calendar_features(features: ir.Table) -> ir.Table:
 
 def add_target(features: ir.Table, returns: ir.Table, spec: Features, target: Target) -> ir.Table:
     """Realized volatility of the next ``horizon`` returns (NULL where the future is not known yet)."""
+    w = ibis.window(group_by="currency", order_by="date")
     fwd = returns.select(
         "currency",
         "date",
         **{target.name: _realized_vol(returns, (1, target.horizon), target.horizon, spec.annualization)},
+        **{LABEL_END: returns.date.lead(target.horizon).over(w)},
     )
-    return features.left_join(fwd, ["currency", "date"]).select(*features.columns, target.name)
+    return features.left_join(fwd, ["currency", "date"]).select(*features.columns, target.name, LABEL_END)
 
 
 def build_features(returns: ir.Table, spec: Features, target: Target) -> ir.Table:
@@ -80,5 +85,5 @@ def build_features(returns: ir.Table, spec: Features, target: Target) -> ir.Tabl
 
 
 def feature_columns(table_columns: list[str], target: Target) -> list[str]:
-    """Every column that is neither a key nor the target."""
-    return [c for c in table_columns if c not in (*KEYS, target.name)]
+    """Every column that is neither a key nor the target (nor the target's end date)."""
+    return [c for c in table_columns if c not in (*KEYS, target.name, LABEL_END)]

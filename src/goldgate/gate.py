@@ -1,4 +1,8 @@
-"""The quality gate: a candidate is promoted only when it beats every rival on the same rows."""
+"""The quality gate: a candidate is promoted only when it has earned it on the same rows. Blocks by default.
+
+Every criterion is evaluated and recorded; one that cannot be checked (no score, no shared rows, no quality
+record) counts as failed.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from goldgate.evaluate import Evaluation, ModelScore
+from goldgate.evaluate import Comparison, Evaluation, ModelScore
 from goldgate.usecase import Gate
 
 DECISION_FILE = "gate_decision.json"
-LOWER_IS_BETTER = {"rmse": True, "mae": True, "r2": False}
+LOWER_IS_BETTER = {"rmse": True, "mae": True}
 
 
 @dataclass(frozen=True)
@@ -42,18 +46,20 @@ class GateDecision:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GateDecision:
+        data = dict(data)
         criteria = [Criterion(**c) for c in data.pop("criteria")]
         return cls(criteria=criteria, **data)
 
 
-def _better(value: float, rival: float, margin: float, lower: bool) -> tuple[bool, float]:
-    """Whether ``value`` beats ``rival`` by the relative ``margin``; returns the threshold it had to meet."""
-    threshold = rival * (1 - margin) if lower else rival * (1 + margin)
-    return (value < threshold if lower else value > threshold), threshold
+@dataclass(frozen=True)
+class GateFacts:
+    """What the gate needs beyond the evaluation: the input batch's data quality."""
+
+    quarantine_share: float | None
 
 
 def best_candidate(evaluation: Evaluation) -> ModelScore | None:
-    """The candidate with the best primary metric (ties go to the first declared)."""
+    """The candidate with the best pooled primary metric (ties go to the first declared)."""
     metric = evaluation.primary_metric
     scored = [s for s in evaluation.by_role("candidate") if metric in s.metrics]
     if not scored:
@@ -62,17 +68,31 @@ def best_candidate(evaluation: Evaluation) -> ModelScore | None:
     return min(scored, key=lambda s: sign * s.metrics[metric])
 
 
-def _rival(name: str, cand: float, rival: ModelScore | None, policy: Gate, metric: str) -> Criterion:
-    if rival is None or metric not in rival.metrics:
-        why = rival.error if rival is not None and rival.error else f"no {name} score"
-        return Criterion(f"beats_{name}", False, cand, None, f"cannot compare: {why}")
-    ok, threshold = _better(cand, rival.metrics[metric], policy.margin, LOWER_IS_BETTER[metric])
-    detail = f"{metric} {cand:.6g} vs {name} {rival.metrics[metric]:.6g} (margin {policy.margin:.1%})"
-    return Criterion(f"beats_{name}", ok, cand, threshold, detail)
+def _beats(name: str, comp: Comparison | None, margin: float, why_missing: str) -> list[Criterion]:
+    """Margin on the shared rows, and a paired CI of the loss difference that lies wholly below zero."""
+    if comp is None:
+        return [
+            Criterion(f"beats_{name}", False, None, None, f"cannot compare: {why_missing}"),
+            Criterion(f"ci_vs_{name}", False, None, 0.0, f"cannot compare: {why_missing}"),
+        ]
+    threshold = comp.rival_value * (1 - margin)
+    margin_ok = comp.candidate_value < threshold
+    detail = (
+        f"{comp.metric} {comp.candidate_value:.6g} vs {name} {comp.rival_value:.6g} on {comp.rows} shared "
+        f"rows, folds {comp.folds} (must be < {threshold:.6g}, margin {margin:.1%})"
+    )
+    ci_detail = (
+        f"{comp.ci_level:.0%} CI of mean loss difference [{comp.ci_low:.3g}, {comp.ci_high:.3g}] "
+        "(block bootstrap by date; must lie below 0)"
+    )
+    return [
+        Criterion(f"beats_{name}", margin_ok, comp.candidate_value, threshold, detail),
+        Criterion(f"ci_vs_{name}", comp.ci_high < 0, comp.ci_high, 0.0, ci_detail),
+    ]
 
 
-def decide(evaluation: Evaluation, policy: Gate) -> GateDecision:
-    """Apply the gate policy to an evaluation. Any criterion that cannot be checked counts as failed."""
+def decide(evaluation: Evaluation, policy: Gate, min_fold_wins: int, facts: GateFacts) -> GateDecision:
+    """Apply the gate policy to an evaluation; promote only when every criterion passes."""
     metric = evaluation.primary_metric
     cand = best_candidate(evaluation)
     base: dict[str, Any] = {
@@ -82,21 +102,66 @@ def decide(evaluation: Evaluation, policy: Gate) -> GateDecision:
     }
     if cand is None:
         return GateDecision("reject", "no candidate could be scored", candidate=None, **base)
-    value = cand.metrics[metric]
-    baselines = evaluation.by_role("baseline")
-    criteria = [_rival("baseline", value, baselines[0] if baselines else None, policy, metric)]
-    champions = evaluation.by_role("champion")
-    if not champions:
-        criteria.append(Criterion("beats_champion", True, value, None, "no champion yet: first promotion"))
-    elif policy.require_beat_champion:
-        criteria.append(_rival("champion", value, champions[0], policy, metric))
+    vs_base = evaluation.comparison(cand.model, "baseline")
+    criteria = _beats("baseline", vs_base, policy.margin, "no baseline score")
+    wins = vs_base.fold_wins if vs_base else 0
     criteria.append(
         Criterion(
-            "holdout_rows",
-            evaluation.rows >= 20,
+            "fold_wins_vs_baseline",
+            wins >= min_fold_wins,
+            float(wins),
+            float(min_fold_wins),
+            f"better than the baseline in {wins} of {len(vs_base.folds) if vs_base else 0} folds",
+        )
+    )
+    champions = evaluation.by_role("champion")
+    if not champions:
+        criteria.append(Criterion("beats_champion", True, None, None, "no champion yet: first promotion"))
+    else:
+        champ = champions[0]
+        if policy.require_beat_champion:
+            why = champ.error or "no fold the champion has not seen"
+            criteria += _beats("champion", evaluation.comparison(cand.model, "champion"), policy.margin, why)
+        same = cand.signature == champ.signature
+        criteria.append(
+            Criterion(
+                "signature_compatible",
+                same or policy.allow_signature_change,
+                None,
+                None,
+                "same inputs and types as the champion"
+                if same
+                else f"inputs differ from the champion's: {sorted(set(cand.signature) ^ set(champ.signature))}",
+            )
+        )
+    share = facts.quarantine_share
+    criteria.append(
+        Criterion(
+            "data_quality_clean",
+            share is not None and share <= policy.max_quarantine_share,
+            share,
+            policy.max_quarantine_share,
+            "no quality record for the input batch" if share is None else f"{share:.2%} of input rows quarantined",
+        )
+    )
+    if policy.latency_budget_ms is not None:
+        lat = cand.latency_p95_ms
+        criteria.append(
+            Criterion(
+                "latency_budget",
+                lat is not None and lat <= policy.latency_budget_ms,
+                lat,
+                policy.latency_budget_ms,
+                "not measured" if lat is None else f"p95 single-row predict {lat:.2f} ms",
+            )
+        )
+    criteria.append(
+        Criterion(
+            "test_rows",
+            evaluation.rows >= policy.min_test_rows,
             float(evaluation.rows),
-            20.0,
-            f"{evaluation.rows} holdout rows",
+            float(policy.min_test_rows),
+            f"{evaluation.rows} backtest rows",
         )
     )
     failed = [c.name for c in criteria if not c.passed]
@@ -107,6 +172,27 @@ def decide(evaluation: Evaluation, policy: Gate) -> GateDecision:
         "model_uri": cand.model_uri,
         "metrics": cand.metrics,
     }
-    return GateDecision(
-        "reject" if failed else "promote", reason, candidate=candidate, criteria=criteria, **base
-    )
+    return GateDecision("reject" if failed else "promote", reason, candidate=candidate, criteria=criteria, **base)
+
+
+def render_markdown(decision: GateDecision) -> str:
+    """The decision as Markdown: verdict, candidate, and one table row per criterion."""
+    cand = decision.candidate or {}
+    lines = [
+        f"## Gate decision: **{decision.decision.upper()}**",
+        "",
+        f"- candidate: `{cand.get('model', '-')}` (run `{cand.get('run_id', '-')}`)",
+        f"- primary metric: {decision.primary_metric}",
+        f"- data version: `{decision.dataset_version}`",
+        f"- training run: `{decision.training_run_id}`",
+        f"- decided at: {decision.decided_at}",
+        f"- reason: {decision.reason}",
+        "",
+        "| criterion | passed | value | threshold | detail |",
+        "|---|---|---|---|---|",
+    ]
+    for c in decision.criteria:
+        value = "-" if c.value is None else f"{c.value:.6g}"
+        threshold = "-" if c.threshold is None else f"{c.threshold:.6g}"
+        lines.append(f"| {c.name} | {'yes' if c.passed else 'NO'} | {value} | {threshold} | {c.detail} |")
+    return "\n".join(lines) + "\n"

@@ -44,9 +44,7 @@ class WriteResult:
 def check_name(name: str) -> str:
     """Validate a logical name: ``<layer>.<table>`` with layer in bronze/silver/gold/quarantine/ops."""
     if not _NAME.match(name):
-        raise LakeError(
-            f"invalid table name '{name}': expected <bronze|silver|gold|quarantine|ops>.<snake_case>"
-        )
+        raise LakeError(f"invalid table name '{name}': expected <bronze|silver|gold|quarantine|ops>.<snake_case>")
     return name
 
 

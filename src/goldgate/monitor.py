@@ -63,9 +63,7 @@ class DriftRow:
     drifted: bool
 
 
-def drift_rows(
-    profile: dict[str, Any], current: pd.DataFrame, psi_max: float, w_max: float
-) -> list[DriftRow]:
+def drift_rows(profile: dict[str, Any], current: pd.DataFrame, psi_max: float, w_max: float) -> list[DriftRow]:
     """PSI and Wasserstein for every profiled feature present in the current window."""
     rows: list[DriftRow] = []
     for feature, ref in profile["features"].items():

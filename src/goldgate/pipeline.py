@@ -2,28 +2,44 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import ibis
 import mlflow
+import pandas as pd
 import pyarrow as pa
 
+from goldgate.backtest import distinct_days, fold_rows
 from goldgate.context import Context
-from goldgate.evaluate import EVALUATION_FILE, Evaluation, evaluate_run
+from goldgate.evaluate import (
+    EVALUATION_FILE,
+    Evaluation,
+    dataset_version_of,
+    evaluate_training_run,
+    evaluate_version,
+    log_evaluation,
+)
 from goldgate.features import KEYS, build_features, feature_columns
-from goldgate.gate import DECISION_FILE, GateDecision, decide
+from goldgate.gate import DECISION_FILE, GateDecision, GateFacts, decide
 from goldgate.layers.bronze import add_ingest_metadata
 from goldgate.layers.gold import log_returns
 from goldgate.layers.silver import dedupe_latest, melt_rates
 from goldgate.monitor import PROFILE_FILE, build_reference_profile, drift_rows
-from goldgate.quality import apply_expectations
-from goldgate.registry import CHAMPION, alias_version, champion_score, register_decision
+from goldgate.quality import RuleOutcome, apply_expectations
+from goldgate.registry import (
+    CHAMPION,
+    alias_version,
+    champion_score,
+    decision_row,
+    move_champion,
+    record_promotion,
+    register_decision,
+    version_score,
+)
 from goldgate.score import PREDICTION_KEYS, latest_complete_date, rows_to_score, with_lineage
 from goldgate.sources.ecb_fx import read_ecb_csv, resolve_source
-from goldgate.split import apply_split
 from goldgate.train import prepare_frame, train_models
 
 log = logging.getLogger(__name__)
@@ -31,6 +47,8 @@ log = logging.getLogger(__name__)
 QUALITY = "ops.quality"
 DRIFT = "ops.drift"
 ALERTS = "ops.alerts"
+# The ops.quality row that summarises a whole batch: passed = rows kept, failed = rows quarantined.
+BATCH_RULE = "__batch__"
 
 
 def ingest(ctx: Context) -> dict[str, Any]:
@@ -59,8 +77,8 @@ def silver(ctx: Context) -> dict[str, Any]:
     bronze_version = lake.version(uc.tables.bronze)
     checked = apply_expectations(melt_rates(lake.read(uc.tables.bronze)), uc.expectations, uc.tables.silver)
     merged = lake.merge(uc.tables.silver, dedupe_latest(checked.kept), keys=["date", "currency"])
-    if checked.rows_quarantined:
-        lake.merge(uc.tables.quarantine, checked.quarantined, keys=["_batch_id", "_row_number", "currency"])
+    # Merged even when empty, so the quarantine table always exists and reports its (zero) rows.
+    lake.merge(uc.tables.quarantine, checked.quarantined, keys=["_batch_id", "_row_number", "currency"])
     quality = pa.Table.from_pylist(
         [
             {
@@ -73,7 +91,10 @@ def silver(ctx: Context) -> dict[str, Any]:
                 "failed": o.failed,
                 "checked_at": datetime.now(UTC),
             }
-            for o in checked.outcomes
+            for o in [
+                *checked.outcomes,
+                RuleOutcome(BATCH_RULE, "summary", checked.rows_kept, checked.rows_quarantined),
+            ]
         ]
     )
     if quality.num_rows:
@@ -120,45 +141,107 @@ def train(ctx: Context) -> dict[str, Any]:
         raise LookupError(f"{uc.tables.features} does not exist: run the features step first")
     frame = prepare_frame(_feature_frame(ctx, version), uc)
     result = train_models(frame, uc, ctx.settings, {uc.tables.features: version}, ctx.experiment_id)
-    train_rows, _ = apply_split(frame, result.split, uc.time)
-    monitored = [
-        c for c in feature_columns(list(frame.columns), uc.target) if c not in uc.monitoring.exclude_features
-    ]
+    train_rows, _ = fold_rows(frame, result.final, uc.time)
+    if uc.monitoring.reference_days:
+        recent = distinct_days(train_rows[uc.time])[-uc.monitoring.reference_days :]
+        train_rows = train_rows[pd.to_datetime(train_rows[uc.time]).dt.date >= recent[0]]
+    monitored = [c for c in feature_columns(list(frame.columns), uc.target) if c not in uc.monitoring.exclude_features]
     profile = build_reference_profile(train_rows, monitored, uc.monitoring.bins)
     mlflow.MlflowClient().log_dict(result.parent_run_id, profile, PROFILE_FILE)
     return {
         "training_run_id": result.parent_run_id,
-        "split": result.split.as_params(),
+        "folds": [f.as_dict() for f in result.folds],
         "runs": [{"run_id": r.run_id, "model": r.model, "role": r.role} for r in result.runs],
     }
 
 
+def _pinned_frame(ctx: Context, dataset_version: dict[str, int]) -> Any:
+    return prepare_frame(_feature_frame(ctx, dataset_version[ctx.usecase.tables.features]), ctx.usecase)
+
+
 def evaluate(ctx: Context) -> dict[str, Any]:
-    """Score every model of the latest training run and the current champion on the same holdout rows."""
+    """Walk-forward backtest of every model of the latest training run and of the champion, on the same folds."""
     uc = ctx.usecase
     run = ctx.latest_training_run()
-    version = json.loads(run.data.tags["dataset_version"])[uc.tables.features]
-    frame = prepare_frame(_feature_frame(ctx, version), uc)
-    evaluation = evaluate_run(run, frame, uc, champion_score(uc.models.registered_name))
-    mlflow.MlflowClient().log_dict(run.info.run_id, evaluation.to_dict(), EVALUATION_FILE)
+    frame = _pinned_frame(ctx, dataset_version_of(run))
+    evaluation, predictions = evaluate_training_run(run, frame, uc, champion_score(uc.models.registered_name))
+    log_evaluation(evaluation, predictions)
     return evaluation.to_dict()
+
+
+def quarantine_share(ctx: Context) -> float | None:
+    """Share of the latest silver batch's rows that were quarantined (None without a quality record)."""
+    if not ctx.lake.exists(QUALITY):
+        return None
+    q = ctx.lake.read(QUALITY)
+    rows = q.filter((q.table_name == ctx.usecase.tables.silver) & (q.rule == BATCH_RULE)).to_pandas()
+    if rows.empty:
+        return None
+    latest = rows.sort_values("input_version").iloc[-1]
+    total = int(latest["passed"]) + int(latest["failed"])
+    return float(latest["failed"]) / total if total else 0.0
 
 
 def gate(ctx: Context) -> dict[str, Any]:
     """Apply the gate policy; the decision is recorded on the training run and the candidate's run."""
     run = ctx.latest_training_run()
-    evaluation = Evaluation.from_dict(
-        mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/{EVALUATION_FILE}")
-    )
-    decision = decide(evaluation, ctx.usecase.gate)
+    evaluation = Evaluation.from_dict(mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/{EVALUATION_FILE}"))
+    decision = decide(evaluation, ctx.usecase.gate, ctx.usecase.min_fold_wins, GateFacts(quarantine_share(ctx)))
+    record_decision(decision, [run.info.run_id])
+    log.info("gate: %s (%s)", decision.decision, decision.reason)
+    return decision.to_dict()
+
+
+def record_decision(decision: GateDecision, run_ids: list[str]) -> None:
+    """The decision as a JSON artifact and tags on the given runs and on the candidate's run."""
     client = mlflow.MlflowClient()
-    targets = [run.info.run_id] + ([decision.candidate["run_id"]] if decision.candidate else [])
-    for run_id in targets:
+    targets = run_ids + ([decision.candidate["run_id"]] if decision.candidate else [])
+    for run_id in dict.fromkeys(t for t in targets if t):
         client.log_dict(run_id, decision.to_dict(), DECISION_FILE)
         client.set_tag(run_id, "gate.decision", decision.decision)
         client.set_tag(run_id, "gate.reason", decision.reason[:4000])
-    log.info("gate: %s (%s)", decision.decision, decision.reason)
-    return decision.to_dict()
+
+
+def promote_version(ctx: Context, version: str, force: bool, reason: str) -> GateDecision:
+    """Make ``version`` champion if it passes the gate on the current data (or unconditionally with force)."""
+    uc = ctx.usecase
+    ctx.experiment_id  # noqa: B018 - configures MLflow for this workspace
+    name = uc.models.registered_name
+    current = alias_version(name, CHAMPION)
+    if current is not None and str(current.version) == str(version):
+        raise ValueError(f"{name} v{version} is already the champion")
+    candidate = version_score(name, str(version), "candidate")
+    features_version = ctx.lake.version(uc.tables.features)
+    if features_version is None:
+        raise LookupError(f"{uc.tables.features} does not exist: run the pipeline first")
+    dataset_version = {uc.tables.features: features_version}
+    champion = champion_score(name)
+    evaluation, _ = evaluate_version(candidate, champion, _pinned_frame(ctx, dataset_version), uc, dataset_version)
+    decision = decide(evaluation, uc.gate, uc.min_fold_wins, GateFacts(quarantine_share(ctx)))
+    record_decision(decision, [])
+    from_version = str(current.version) if current is not None else None
+    action = "promote"
+    if force and not decision.promoted:
+        action = "force-promote"
+        decision.reason = (
+            f"forced by {ctx.settings.owner}: {reason or 'no reason given'} (gate said: {decision.reason})"
+        )
+    promoted = decision.promoted or force
+    if promoted:
+        move_champion(name, str(version), decision)
+    record_promotion(
+        ctx.lake,
+        decision_row(
+            decision,
+            name,
+            uc.name,
+            ctx.settings.owner,
+            action,
+            from_version,
+            str(version) if promoted else None,
+        ),
+    )
+    return decision
 
 
 def register(ctx: Context) -> dict[str, Any]:
@@ -169,7 +252,13 @@ def register(ctx: Context) -> dict[str, Any]:
         return {"version": run.data.tags["goldgate.registered"] or None, "already_recorded": True}
     decision = GateDecision.from_dict(mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/{DECISION_FILE}"))
     if ctx.dry_run:
-        log.info("dry run: gate decision '%s' reported, registry untouched", decision.decision)
+        log.info("dry run: gate decision '%s' recorded, registry untouched", decision.decision)
+        current = alias_version(uc.models.registered_name, CHAMPION)
+        from_version = str(current.version) if current is not None else None
+        row = decision_row(
+            decision, uc.models.registered_name, uc.name, ctx.settings.owner, "dry-run", from_version, None
+        )
+        record_promotion(ctx.lake, row)
         return {"version": None, "dry_run": True, "decision": decision.decision}
     version = register_decision(decision, uc.models.registered_name, uc.name, ctx.settings.owner, ctx.lake)
     mlflow.MlflowClient().set_tag(run.info.run_id, "goldgate.registered", version or "")
@@ -220,7 +309,8 @@ def monitor(ctx: Context) -> dict[str, Any]:
     feats = lake.read(uc.tables.features)
     days = feats.select(feats[uc.time]).distinct().order_by(ibis.desc(uc.time)).limit(mon.window_days)
     window = feats.filter(feats[uc.time].isin(days[uc.time])).to_pandas()
-    start, end = str(window[uc.time].min()), str(window[uc.time].max())
+    days = pd.to_datetime(window[uc.time]).dt.date
+    start, end = str(days.min()), str(days.max())
     rows = drift_rows(profile, window, mon.psi_threshold, mon.wasserstein_threshold)
     now = datetime.now(UTC)
     drift = pa.Table.from_pylist(
@@ -240,9 +330,7 @@ def monitor(ctx: Context) -> dict[str, Any]:
             for r in rows
         ]
     )
-    lake.merge(
-        DRIFT, drift, keys=["model_version", "window_end", "feature", "statistic"], ignore=("computed_at",)
-    )
+    lake.merge(DRIFT, drift, keys=["model_version", "window_end", "feature", "statistic"], ignore=("computed_at",))
     alerts = [
         {
             "alert_id": f"drift:{uc.name}:v{champion.version}:{end}:{r.feature}:{r.statistic}",

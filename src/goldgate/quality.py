@@ -60,10 +60,7 @@ def apply_expectations(table: ir.Table, expectations: list[Expectation], table_n
         aggs[e.name] = (~flagged[_flag_column(e.name)]).sum().coalesce(0)
     counts = flagged.aggregate(**aggs).to_pyarrow().to_pylist()[0]
     rows_in = int(counts.pop("__n"))
-    outcomes = [
-        RuleOutcome(e.name, e.action, rows_in - int(counts[e.name]), int(counts[e.name]))
-        for e in expectations
-    ]
+    outcomes = [RuleOutcome(e.name, e.action, rows_in - int(counts[e.name]), int(counts[e.name])) for e in expectations]
     for e, o in zip(expectations, outcomes, strict=True):
         if e.action == "fail" and o.failed:
             raise QualityError(
@@ -79,9 +76,7 @@ def apply_expectations(table: ir.Table, expectations: list[Expectation], table_n
             else_=None,
         )
         failed_list = (
-            ibis.array(
-                [ibis.ifelse(~flagged[_flag_column(e.name)], e.name, ibis.null("string")) for e in drops]
-            )
+            ibis.array([ibis.ifelse(~flagged[_flag_column(e.name)], e.name, ibis.null("string")) for e in drops])
             .filter(lambda x: x.notnull())
             .join(",")
         )
@@ -90,9 +85,7 @@ def apply_expectations(table: ir.Table, expectations: list[Expectation], table_n
         first_rule = reasons = failed_list = ibis.null("string")
     original = list(table.columns)
     kept = flagged.filter(ok).select(*original)
-    quarantined = flagged.filter(~ok).select(
-        *original, _rule=first_rule, _failed_rules=failed_list, _reason=reasons
-    )
+    quarantined = flagged.filter(~ok).select(*original, _rule=first_rule, _failed_rules=failed_list, _reason=reasons)
     rows_quarantined = int(quarantined.count().to_pyarrow().as_py())
     rows_kept = rows_in - rows_quarantined
     result = QualityResult(kept, quarantined, rows_in, rows_kept, rows_quarantined, outcomes)

@@ -21,7 +21,9 @@ def _default_owner() -> str:
 class Settings(BaseSettings):
     """Everything goldgate needs to know about where it runs."""
 
-    model_config = SettingsConfigDict(env_prefix="GOLDGATE_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="GOLDGATE_", env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
 
     env: Literal["dev", "staging", "prod"] = "dev"
     workspace: Path = Path("workspace")

@@ -26,12 +26,17 @@ def _runs(ctx: Context) -> list[dict[str, Any]]:
     ]
 
 
+def table_versions(lake: Any) -> dict[str, dict[str, int | None]]:
+    """Current version and row count of every table in the lake."""
+    return {name: {"version": lake.version(name), "rows": lake.rows(name)} for name in lake.tables()}
+
+
 def build_summary(ctx: Context) -> dict[str, Any]:
     """The summary described in the design notes, from the lake, the registry and the step results."""
     from goldgate.registry import CHAMPION, alias_version
 
     lake, uc = ctx.lake, ctx.usecase
-    tables = {name: {"version": lake.version(name), "rows": lake.rows(name)} for name in lake.tables()}
+    tables = table_versions(lake)
     champion = alias_version(uc.models.registered_name, CHAMPION) if "experiment_id" in vars(ctx) else None
     gate = ctx.results.get("gate")
     monitor = ctx.results.get("monitor", {})
@@ -49,9 +54,7 @@ def build_summary(ctx: Context) -> dict[str, Any]:
         }
         if gate
         else None,
-        "champion": {"name": uc.models.registered_name, "version": str(champion.version)}
-        if champion
-        else None,
+        "champion": {"name": uc.models.registered_name, "version": str(champion.version)} if champion else None,
         "predictions_rows": tables.get(uc.tables.predictions, {}).get("rows", 0),
         "drift": {k: v for k, v in monitor.items() if k != "alerts"},
         "alerts": monitor.get("alerts", []),
@@ -64,15 +67,20 @@ def write_summary(summary: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
 
 
+def print_tables(tables: dict[str, dict[str, Any]], use_case: str, console: Console) -> None:
+    """The lake's tables with version and rows."""
+    view = Table(title=f"goldgate · {use_case} · tables", title_justify="left")
+    for col in ("table", "version", "rows"):
+        view.add_column(col, justify="right" if col != "table" else "left")
+    for name, t in tables.items():
+        view.add_row(name, str(t["version"]), f"{t['rows']:,}")
+    console.print(view)
+
+
 def print_summary(summary: dict[str, Any], console: Console) -> None:
     """A short human version of the summary."""
-    tables = Table(title=f"goldgate · {summary['use_case']} · tables", title_justify="left")
-    for col in ("table", "version", "rows"):
-        tables.add_column(col, justify="right" if col != "table" else "left")
-    for name, t in summary["tables"].items():
-        tables.add_row(name, str(t["version"]), f"{t['rows']:,}")
-    console.print(tables)
-    runs = Table(title="models (holdout)", title_justify="left")
+    print_tables(summary["tables"], summary["use_case"], console)
+    runs = Table(title="models (walk-forward backtest, all folds)", title_justify="left")
     for col in ("model", "role", "rmse", "mae", "run id"):
         runs.add_column(col)
     for r in summary["runs"]:

@@ -13,6 +13,7 @@ def configure_mlflow(settings: Settings) -> str:
     """Point MLflow at the workspace store and return the experiment id for goldgate's runs."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
     settings.workspace_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Fit the baseline and the candidates on the training window; every model is an MLflow run."""
+"""Fit the baseline and the candidates on the final training window; every model is an MLflow run."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ import logging
 import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
+from typing import Any
 
 import pandas as pd
 
+from goldgate.backtest import Fold, distinct_days, fold_rows, walk_forward_folds
 from goldgate.features import feature_columns
 from goldgate.metrics import regression_metrics
 from goldgate.models import build_model
 from goldgate.settings import Settings
-from goldgate.split import Split, apply_split, holdout_split
 from goldgate.tracking import git_sha
 from goldgate.usecase import ModelSpec, UseCase
 
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 TRAINING_KIND = "training"
 MODEL_KIND = "model"
-# goldgate's own estimators, which MLflow's skops serializer must be told are safe to load.
+# goldgate's own estimators and LightGBM's, which MLflow's skops serializer must be told are safe to load.
 TRUSTED_TYPES = [
     "goldgate.models.Persistence",
     "collections.OrderedDict",
@@ -43,9 +44,14 @@ class TrainedRun:
 @dataclass
 class TrainingResult:
     parent_run_id: str
-    split: Split
+    folds: list[Fold]
     dataset_version: dict[str, int]
     runs: list[TrainedRun]
+
+    @property
+    def final(self) -> Fold:
+        """The last fold: its training window is the final models' training window."""
+        return self.folds[-1]
 
 
 def model_inputs(spec: ModelSpec, all_features: list[str]) -> list[str]:
@@ -56,19 +62,64 @@ def model_inputs(spec: ModelSpec, all_features: list[str]) -> list[str]:
 def prepare_frame(features: pd.DataFrame, usecase: UseCase) -> pd.DataFrame:
     """Rows where the target and every model input are known, so all models see the same rows."""
     cols = feature_columns(list(features.columns), usecase.target)
-    used = sorted(
-        {c for m in [usecase.models.baseline, *usecase.models.candidates] for c in model_inputs(m, cols)}
-    )
+    specs = [usecase.models.baseline, *usecase.models.candidates]
+    used = sorted({c for m in specs for c in model_inputs(m, cols)})
     missing = [c for c in used if c not in features.columns]
     if missing:
         raise ValueError(f"{usecase.tables.features}: model inputs {missing} are not feature columns")
     return features.dropna(subset=[*used, usecase.target.name]).reset_index(drop=True)
 
 
+def plan_folds(frame: pd.DataFrame, usecase: UseCase) -> list[Fold]:
+    """The walk-forward folds of the use case over the frame's dates."""
+    ev = usecase.evaluation
+    return walk_forward_folds(
+        distinct_days(frame[usecase.time]),
+        ev.folds,
+        ev.test_days,
+        usecase.gap,
+        ev.window,
+        ev.train_days,
+        ev.min_train_days,
+    )
+
+
+def fit_spec(
+    spec: ModelSpec, train: pd.DataFrame, inputs: list[str], usecase: UseCase, log_trials: bool = False
+) -> Any:
+    """Fit one model spec on training rows, tuning it first on those rows alone when the spec asks for HPO."""
+    params: dict[str, Any] = {}
+    if spec.hpo is not None:
+        from goldgate.hpo import tune
+
+        params = tune(spec, train, inputs, usecase, log_trials=log_trials)
+    chosen = spec.model_copy(update={"params": {**spec.params, **params}})
+    return build_model(chosen, usecase.models.seed).fit(train[inputs], train[usecase.target.name])
+
+
 def _pip_requirements() -> list[str]:
     # Explicit requirements skip MLflow's slow environment inference when logging models.
     pkgs = ["scikit-learn", "lightgbm", "pandas", "numpy", "goldgate"]
     return [f"{p}=={metadata.version(p)}" for p in pkgs]
+
+
+def _log_model(model: Any, X: pd.DataFrame) -> Any:  # noqa: N803
+    import mlflow
+    from mlflow.models import infer_signature
+
+    example = X.head(5)
+    with warnings.catch_warnings():
+        # Calendar columns are integers and never missing; MLflow's hint about NaN integers is moot.
+        warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+        signature = infer_signature(example, model.predict(example))
+    return mlflow.sklearn.log_model(
+        model,
+        name="model",
+        signature=signature,
+        input_example=example,
+        pip_requirements=_pip_requirements(),
+        skops_trusted_types=TRUSTED_TYPES,
+    )
 
 
 def train_models(
@@ -78,12 +129,11 @@ def train_models(
     dataset_version: dict[str, int],
     experiment_id: str,
 ) -> TrainingResult:
-    """Fit every model on the training window and log each as a child run of one training run."""
+    """Fit every model on the final training window and log each as a child run of one training run."""
     import mlflow
-    from mlflow.models import infer_signature
 
-    split = holdout_split(frame[usecase.time], usecase.evaluation.holdout_days, usecase.gap)
-    train, _ = apply_split(frame, split, usecase.time)
+    folds = plan_folds(frame, usecase)
+    train, _ = fold_rows(frame, folds[-1], usecase.time)
     all_features = feature_columns(list(frame.columns), usecase.target)
     tags = {
         "use_case": usecase.name,
@@ -93,47 +143,59 @@ def train_models(
         "dataset_version": json.dumps(dataset_version, sort_keys=True),
     }
     runs: list[TrainedRun] = []
-    with mlflow.start_run(
-        experiment_id=experiment_id,
-        run_name=f"{usecase.name}-training",
-        tags={**tags, "goldgate.kind": TRAINING_KIND},
-    ) as parent:
-        mlflow.log_params({**split.as_params(), "train_rows": len(train), "seed": usecase.models.seed})
-        specs = [("baseline", usecase.models.baseline)] + [
-            ("candidate", c) for c in usecase.models.candidates
-        ]
+    parent_tags = {
+        **tags,
+        "goldgate.kind": TRAINING_KIND,
+        "goldgate.folds": json.dumps([f.as_dict() for f in folds]),
+    }
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{usecase.name}-training", tags=parent_tags) as parent:
+        final = folds[-1]
+        mlflow.log_params(
+            {
+                "train_start": str(final.train_start),
+                "train_end": str(final.train_end),
+                "test_start": str(final.test_start),
+                "test_end": str(final.test_end),
+                "gap_days": usecase.gap,
+                "folds": len(folds),
+                "window": usecase.evaluation.window,
+                "train_rows": len(train),
+                "seed": usecase.models.seed,
+            }
+        )
+        specs = [("baseline", usecase.models.baseline)] + [("candidate", c) for c in usecase.models.candidates]
         for role, spec in specs:
             inputs = model_inputs(spec, all_features)
             X, y = train[inputs], train[usecase.target.name]  # noqa: N806
+            run_tags = {
+                **tags,
+                "goldgate.kind": MODEL_KIND,
+                "goldgate.role": role,
+                "goldgate.model": spec.name,
+                "goldgate.spec": spec.model_dump_json(),
+            }
             with mlflow.start_run(
                 experiment_id=experiment_id,
                 run_name=f"{usecase.name}-{spec.name}",
                 nested=True,
-                tags={
-                    **tags,
-                    "goldgate.kind": MODEL_KIND,
-                    "goldgate.role": role,
-                    "goldgate.model": spec.name,
-                },
+                tags=run_tags,
             ) as run:
-                model = build_model(spec, usecase.models.seed).fit(X, y)
+                model = fit_spec(spec, train, inputs, usecase, log_trials=True)
                 metrics = {f"train_{k}": v for k, v in regression_metrics(y, model.predict(X)).items()}
-                mlflow.log_params({"kind": spec.kind, "features": ",".join(inputs), **spec.params})
-                mlflow.log_metrics(metrics)
-                example = X.head(5)
-                with warnings.catch_warnings():
-                    # Calendar columns are integers and never missing; MLflow's hint about NaN ints is moot.
-                    warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
-                    signature = infer_signature(example, model.predict(example))
-                info = mlflow.sklearn.log_model(
-                    model,
-                    name="model",
-                    signature=signature,
-                    input_example=example,
-                    pip_requirements=_pip_requirements(),
-                    skops_trusted_types=TRUSTED_TYPES,
+                mlflow.log_params(
+                    {
+                        "kind": spec.kind,
+                        "features": ",".join(inputs),
+                        **{k: v for k, v in model.get_params().items() if _loggable(v)},
+                    }
                 )
+                mlflow.log_metrics(metrics)
+                info = _log_model(model, X)
                 mlflow.set_tag("goldgate.model_uri", info.model_uri)
                 runs.append(TrainedRun(run.info.run_id, spec.name, role, info.model_uri, metrics))
                 log.info("trained %s (%s) on %d rows", spec.name, role, len(X))
-    return TrainingResult(parent.info.run_id, split, dataset_version, runs)
+    return TrainingResult(parent.info.run_id, folds, dataset_version, runs)
+
+
+def _loggable(value: Any) -> bool:
+    return value is None or isinstance(value, (int, float, str, bool))

@@ -55,11 +55,42 @@ class Target(_Strict):
     horizon: int = Field(default=5, ge=1)
 
 
+class Dimension(_Strict):
+    """One hyper-parameter's search range: ``low``/``high`` (optionally ``log``, ``integer``) or ``choices``."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+    choices: list[float | int | str | bool] | None = None
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> Dimension:
+        if self.choices is not None:
+            if not self.choices or self.low is not None or self.high is not None:
+                raise ValueError("give either non-empty choices or low/high, not both")
+        elif self.low is None or self.high is None or self.low >= self.high:
+            raise ValueError("a range needs low < high")
+        elif self.log and self.low <= 0:
+            raise ValueError("a log-scale range needs low > 0")
+        return self
+
+
+class HPO(_Strict):
+    """Optional Optuna search for one candidate, tuned on its own training window only (nested)."""
+
+    trials: int = Field(default=10, ge=1)
+    timeout_seconds: float = Field(default=60, gt=0)
+    validation_days: int = Field(default=60, ge=5, description="Last dates of the training window scored.")
+    space: dict[str, Dimension] = Field(min_length=1)
+
+
 class ModelSpec(_Strict):
     name: str
     kind: Literal["persistence", "har_linear", "lightgbm"]
     features: list[str] = Field(default_factory=list, description="Empty means every feature column.")
     params: dict[str, Any] = Field(default_factory=dict)
+    hpo: HPO | None = None
 
 
 class Models(_Strict):
@@ -70,14 +101,31 @@ class Models(_Strict):
 
 
 class Evaluation(_Strict):
-    holdout_days: int = Field(default=250, ge=20)
-    gap_days: int | None = Field(default=None, description="Embargo between train and test; >= horizon.")
     primary_metric: Literal["rmse", "mae"] = "rmse"
+    folds: int = Field(default=4, ge=1, description="Walk-forward folds; the last one is the final holdout.")
+    test_days: int = Field(default=60, ge=5, description="Dates in each fold's test window.")
+    gap_days: int | None = Field(default=None, description="Embargo between train and test; >= horizon.")
+    window: Literal["expanding", "rolling"] = "expanding"
+    train_days: int | None = Field(default=None, ge=20, description="Training dates per fold when rolling.")
+    min_train_days: int = Field(default=60, ge=20)
+
+    @model_validator(mode="after")
+    def _rolling_needs_length(self) -> Evaluation:
+        if self.window == "rolling" and self.train_days is None:
+            raise ValueError("evaluation.train_days is required when evaluation.window is rolling")
+        return self
 
 
 class Gate(_Strict):
     margin: float = Field(default=0.0, ge=0, description="Relative improvement required over each rival.")
+    confidence: float = Field(default=0.95, gt=0.5, lt=1, description="Level of the paired bootstrap CI.")
+    bootstrap_resamples: int = Field(default=1000, ge=100)
+    min_fold_wins: int | None = Field(default=None, ge=0, description="Folds won against the baseline.")
     require_beat_champion: bool = True
+    allow_signature_change: bool = False
+    max_quarantine_share: float = Field(default=0.01, ge=0, le=1)
+    latency_budget_ms: float | None = Field(default=None, gt=0, description="p95 single-row predict latency.")
+    min_test_rows: int = Field(default=20, ge=1)
 
 
 class Monitoring(_Strict):
@@ -86,6 +134,9 @@ class Monitoring(_Strict):
     psi_threshold: float = 0.2
     wasserstein_threshold: float = Field(
         default=0.5, description="Wasserstein distance in units of the reference standard deviation."
+    )
+    reference_days: int | None = Field(
+        default=250, ge=20, description="Drift reference: the last dates of the training window (None: all of it)."
     )
     exclude_features: list[str] = Field(
         default_factory=lambda: ["day_of_week", "month"],
@@ -111,6 +162,10 @@ class UseCase(_Strict):
 
     @model_validator(mode="after")
     def _gap_covers_horizon(self) -> UseCase:
+        if self.gate.min_fold_wins is not None and self.gate.min_fold_wins > self.evaluation.folds:
+            raise ValueError(
+                f"gate.min_fold_wins ({self.gate.min_fold_wins}) exceeds evaluation.folds ({self.evaluation.folds})"
+            )
         if self.evaluation.gap_days is not None and self.evaluation.gap_days < self.target.horizon:
             raise ValueError(
                 f"evaluation.gap_days ({self.evaluation.gap_days}) must be >= target.horizon "
@@ -121,6 +176,12 @@ class UseCase(_Strict):
     @property
     def gap(self) -> int:
         return self.evaluation.gap_days if self.evaluation.gap_days is not None else self.target.horizon
+
+    @property
+    def min_fold_wins(self) -> int:
+        """Folds a candidate must win against the baseline: as configured, else a strict majority."""
+        g = self.gate.min_fold_wins
+        return g if g is not None else self.evaluation.folds // 2 + 1
 
 
 def _format_error(origin: str, err: ValidationError) -> str:

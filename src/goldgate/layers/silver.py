@@ -14,9 +14,7 @@ def melt_rates(bronze: ir.Table) -> ir.Table:
 
     Cells spelled as missing (``N/A``, empty) mean "no fixing that day" and produce no row.
     """
-    long = bronze.pivot_longer(
-        ~s.cols("Date") & ~s.startswith("_"), names_to="currency", values_to="raw_value"
-    )
+    long = bronze.pivot_longer(~s.cols("Date") & ~s.startswith("_"), names_to="currency", values_to="raw_value")
     long = long.filter(long.raw_value.notnull() & ~long.raw_value.strip().isin(MISSING))
     return long.select(
         raw_date=long.Date,

