@@ -228,6 +228,32 @@ def rollback(
     console.print(f"{ctx.usecase.models.registered_name}: champion v{old} -> v{new}")
 
 
+@app.command()
+def reproduce(
+    run_id: Annotated[str, typer.Argument(help="A training run id or one of its model run ids.")],
+    usecase: UseCaseOpt = "fx",
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Rebuild features by time travel and retrain with the recorded params and seed; exit 1 on any mismatch."""
+    from rich.table import Table
+
+    from goldgate.reproduce import reproduce_run
+
+    ctx = _context(usecase, workspace, None)
+    try:
+        result = reproduce_run(ctx, run_id)
+    except Exception as exc:
+        _fail(f"reproduce: {exc}")
+    table = Table(title=f"reproduce {result.run_id} · data {result.dataset_version}", title_justify="left")
+    for col in ("check", "match", "detail"):
+        table.add_column(col)
+    for check in result.checks:
+        table.add_row(check.name, "yes" if check.matched else "[red]NO[/red]", check.detail)
+    Console().print(table)
+    if not result.matched:
+        _fail(f"reproduce: {sum(not c.matched for c in result.checks)} of {len(result.checks)} checks differ")
+
+
 @app.command("mlflow-ui")
 def mlflow_ui(
     workspace: WorkspaceOpt = None,

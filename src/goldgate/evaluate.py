@@ -361,7 +361,7 @@ def evaluate_version(
     def fit(train: pd.DataFrame) -> Any:
         from goldgate.train import fit_spec
 
-        return fit_spec(spec, train, inputs, usecase)
+        return fit_spec(spec, train, inputs, usecase)[0]
 
     scorers: dict[str, Scorer] = {spec.name: refit_scorer(fit, inputs)}
     scores = [baseline, candidate]
@@ -427,7 +427,7 @@ def evaluate_training_run(
             score.latency_p95_ms = measure_latency(model.predict, last_test[inputs].head(1))
 
         def fit(train: pd.DataFrame, spec: ModelSpec = spec, inputs: list[str] = inputs) -> Any:
-            return fit_spec(spec, train, inputs, usecase)
+            return fit_spec(spec, train, inputs, usecase)[0]
 
         scorers[spec.name] = refit_scorer(fit, inputs, model.predict, folds[-1].index)
         scores.append(score)

@@ -5,6 +5,7 @@ The lake is the only module that touches storage. Stage code receives Ibis table
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any, Literal, TypeAlias
 import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,14 @@ log = logging.getLogger(__name__)
 _NAME = re.compile(r"^(bronze|silver|gold|quarantine|ops)\.[a-z][a-z0-9_]*$")
 
 Data: TypeAlias = ir.Table | pa.Table | pa.RecordBatchReader
+
+
+INPUTS_KEY = "goldgate.inputs"
+
+
+def _commit(inputs: dict[str, int | None] | None) -> CommitProperties | None:
+    """Commit metadata naming the table versions a write was computed from (its lineage)."""
+    return CommitProperties(custom_metadata={INPUTS_KEY: json.dumps(inputs, sort_keys=True)}) if inputs else None
 
 
 class LakeError(RuntimeError):
@@ -87,6 +96,25 @@ class Lake:
     def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
         return list(self._delta(name).history(limit))
 
+    def inputs_of(self, name: str, version: int) -> dict[str, int]:
+        """The table versions that version ``version`` of ``name`` was computed from (empty if not recorded)."""
+        for entry in self._delta(name).history():
+            if entry.get("version") == version:
+                return {k: int(v) for k, v in json.loads(entry.get(INPUTS_KEY, "{}")).items() if v is not None}
+        return {}
+
+    def lineage(self, name: str, version: int) -> dict[str, int]:
+        """``name@version`` and every upstream table version it was built from, following recorded inputs."""
+        found = {name: version}
+        pending = [(name, version)]
+        while pending:
+            table, ver = pending.pop()
+            for upstream, up_ver in self.inputs_of(table, ver).items():
+                if upstream not in found:
+                    found[upstream] = up_ver
+                    pending.append((upstream, up_ver))
+        return found
+
     def tables(self) -> list[str]:
         """Logical names of every table in the lake."""
         if not self.root.exists():
@@ -105,31 +133,48 @@ class Lake:
             return data.read_all()
         return data.to_pyarrow()
 
-    def write(self, name: str, data: Data, *, predicate: str | None = None) -> WriteResult:
+    def write(
+        self, name: str, data: Data, *, predicate: str | None = None, inputs: dict[str, int | None] | None = None
+    ) -> WriteResult:
         """Overwrite the table (or, with ``predicate``, only the rows matching it: replace-where)."""
         path = self.path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         source = data.to_pyarrow_batches() if isinstance(data, ir.Table) else data
         if not self.exists(name):
-            write_deltalake(str(path), source, mode="error")
+            write_deltalake(str(path), source, mode="error", commit_properties=_commit(inputs))
         else:
             schema_mode: Literal["overwrite"] | None = "overwrite" if predicate is None else None
-            write_deltalake(str(path), source, mode="overwrite", predicate=predicate, schema_mode=schema_mode)
+            write_deltalake(
+                str(path),
+                source,
+                mode="overwrite",
+                predicate=predicate,
+                schema_mode=schema_mode,
+                commit_properties=_commit(inputs),
+            )
         version = self._delta(name).version()
         log.debug("wrote %s v%s", name, version)
         return WriteResult(name, version, inserted=self.rows(name))
 
-    def append(self, name: str, data: Data) -> WriteResult:
+    def append(self, name: str, data: Data, inputs: dict[str, int | None] | None = None) -> WriteResult:
         """Append rows (used for append-only logs such as ``ops.promotions``)."""
         table = self._to_arrow(data)
         path = self.path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         if table.num_rows == 0 and self.exists(name):
             return WriteResult(name, self._delta(name).version())
-        write_deltalake(str(path), table, mode="append", schema_mode="merge")
+        write_deltalake(str(path), table, mode="append", schema_mode="merge", commit_properties=_commit(inputs))
         return WriteResult(name, self._delta(name).version(), inserted=table.num_rows)
 
-    def merge(self, name: str, data: Data, keys: list[str], *, ignore: tuple[str, ...] = ()) -> WriteResult:
+    def merge(
+        self,
+        name: str,
+        data: Data,
+        keys: list[str],
+        *,
+        ignore: tuple[str, ...] = (),
+        inputs: dict[str, int | None] | None = None,
+    ) -> WriteResult:
         """Upsert by ``keys``: changed rows update, new rows insert, identical rows leave no new version.
 
         Columns in ``ignore`` (e.g. a ``computed_at`` stamp) do not make a row count as changed.
@@ -139,7 +184,7 @@ class Lake:
         if not self.exists(name):
             table = self._to_arrow(data)
             self._check_unique(name, table, keys)
-            result = self.write(name, table)
+            result = self.write(name, table, inputs=inputs)
             return WriteResult(name, result.version, inserted=table.num_rows)
         source = data if isinstance(data, ir.Table) else ibis.memtable(self._to_arrow(data))
         current = self.read(name)
@@ -159,7 +204,14 @@ class Lake:
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
         metrics = (
             self._delta(name)
-            .merge(table, predicate, source_alias="s", target_alias="t", merge_schema=not same_schema)
+            .merge(
+                table,
+                predicate,
+                source_alias="s",
+                target_alias="t",
+                merge_schema=not same_schema,
+                commit_properties=_commit(inputs),
+            )
             .when_matched_update_all()
             .when_not_matched_insert_all()
             .execute()

@@ -75,10 +75,13 @@ def silver(ctx: Context) -> dict[str, Any]:
     """Bronze -> typed long rates; rows failing a drop rule go to quarantine with the rule and reason."""
     uc, lake = ctx.usecase, ctx.lake
     bronze_version = lake.version(uc.tables.bronze)
-    checked = apply_expectations(melt_rates(lake.read(uc.tables.bronze)), uc.expectations, uc.tables.silver)
-    merged = lake.merge(uc.tables.silver, dedupe_latest(checked.kept), keys=["date", "currency"])
+    checked = apply_expectations(
+        melt_rates(lake.read(uc.tables.bronze, bronze_version)), uc.expectations, uc.tables.silver
+    )
+    inputs = {uc.tables.bronze: bronze_version}
+    merged = lake.merge(uc.tables.silver, dedupe_latest(checked.kept), keys=["date", "currency"], inputs=inputs)
     # Merged even when empty, so the quarantine table always exists and reports its (zero) rows.
-    lake.merge(uc.tables.quarantine, checked.quarantined, keys=["_batch_id", "_row_number", "currency"])
+    lake.merge(uc.tables.quarantine, checked.quarantined, keys=["_batch_id", "_row_number", "currency"], inputs=inputs)
     quality = pa.Table.from_pylist(
         [
             {
@@ -116,16 +119,18 @@ def silver(ctx: Context) -> dict[str, Any]:
 def gold(ctx: Context) -> dict[str, Any]:
     """Silver rates -> daily log returns."""
     uc, lake = ctx.usecase, ctx.lake
-    returns = log_returns(lake.read(uc.tables.silver).select("date", "currency", "rate"))
-    merged = lake.merge(uc.tables.gold, returns, keys=["date", "currency"])
+    version = lake.version(uc.tables.silver)
+    returns = log_returns(lake.read(uc.tables.silver, version).select("date", "currency", "rate"))
+    merged = lake.merge(uc.tables.gold, returns, keys=["date", "currency"], inputs={uc.tables.silver: version})
     return {"inserted": merged.inserted, "updated": merged.updated, "version": merged.version}
 
 
 def features(ctx: Context) -> dict[str, Any]:
     """Gold returns -> point-in-time features and the forward target."""
     uc, lake = ctx.usecase, ctx.lake
-    table = build_features(lake.read(uc.tables.gold), uc.features, uc.target)
-    merged = lake.merge(uc.tables.features, table, keys=KEYS)
+    version = lake.version(uc.tables.gold)
+    table = build_features(lake.read(uc.tables.gold, version), uc.features, uc.target)
+    merged = lake.merge(uc.tables.features, table, keys=KEYS, inputs={uc.tables.gold: version})
     return {"inserted": merged.inserted, "updated": merged.updated, "version": merged.version}
 
 
@@ -140,7 +145,7 @@ def train(ctx: Context) -> dict[str, Any]:
     if version is None:
         raise LookupError(f"{uc.tables.features} does not exist: run the features step first")
     frame = prepare_frame(_feature_frame(ctx, version), uc)
-    result = train_models(frame, uc, ctx.settings, {uc.tables.features: version}, ctx.experiment_id)
+    result = train_models(frame, uc, ctx.settings, ctx.lake.lineage(uc.tables.features, version), ctx.experiment_id)
     train_rows, _ = fold_rows(frame, result.final, uc.time)
     if uc.monitoring.reference_days:
         recent = distinct_days(train_rows[uc.time])[-uc.monitoring.reference_days :]

@@ -86,15 +86,18 @@ def plan_folds(frame: pd.DataFrame, usecase: UseCase) -> list[Fold]:
 
 def fit_spec(
     spec: ModelSpec, train: pd.DataFrame, inputs: list[str], usecase: UseCase, log_trials: bool = False
-) -> Any:
-    """Fit one model spec on training rows, tuning it first on those rows alone when the spec asks for HPO."""
-    params: dict[str, Any] = {}
+) -> tuple[Any, dict[str, Any]]:
+    """Fit one model spec on training rows, tuning it first on those rows alone when the spec asks for HPO.
+
+    Returns the fitted model and the parameters it was built with (the spec's, plus any tuned ones).
+    """
+    params = dict(spec.params)
     if spec.hpo is not None:
         from goldgate.hpo import tune
 
-        params = tune(spec, train, inputs, usecase, log_trials=log_trials)
-    chosen = spec.model_copy(update={"params": {**spec.params, **params}})
-    return build_model(chosen, usecase.models.seed).fit(train[inputs], train[usecase.target.name])
+        params.update(tune(spec, train, inputs, usecase, log_trials=log_trials))
+    chosen = spec.model_copy(update={"params": params, "hpo": None})
+    return build_model(chosen, usecase.models.seed).fit(train[inputs], train[usecase.target.name]), params
 
 
 def _pip_requirements() -> list[str]:
@@ -180,7 +183,8 @@ def train_models(
                 nested=True,
                 tags=run_tags,
             ) as run:
-                model = fit_spec(spec, train, inputs, usecase, log_trials=True)
+                model, params = fit_spec(spec, train, inputs, usecase, log_trials=True)
+                mlflow.set_tag("goldgate.fitted_params", json.dumps(params, sort_keys=True, default=str))
                 metrics = {f"train_{k}": v for k, v in regression_metrics(y, model.predict(X)).items()}
                 mlflow.log_params(
                     {
