@@ -51,11 +51,12 @@ def walk_forward_folds(
         test_start_ix = len(days) - (n_folds - k) * test_days
         train_end_ix = test_start_ix - gap_days - 1
         train_start_ix = 0 if window == "expanding" else max(0, train_end_ix + 1 - (train_days or 0))
-        if train_end_ix + 1 - train_start_ix < min_train_days:
+        need = max(min_train_days, 1)  # an empty window would index days[-1]: training on the future
+        if train_end_ix + 1 - train_start_ix < need:
             have = max(train_end_ix + 1 - train_start_ix, 0)
             raise SplitError(
                 f"{len(days)} dates is too little history for {n_folds} folds of {test_days} test dates "
-                f"with a {gap_days}-date gap (fold {k} would train on {have} dates, need {min_train_days})"
+                f"with a {gap_days}-date gap (fold {k} would train on {have} dates, need {need})"
             )
         folds.append(
             Fold(

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -130,6 +131,47 @@ def tables(usecase: UseCaseOpt = "fx", workspace: WorkspaceOpt = None) -> None:
     """List the lake's tables with their current version and row count."""
     ctx = _context(usecase, workspace, None)
     print_tables(table_versions(ctx.lake), usecase, Console())
+
+
+@app.command()
+def quality(
+    usecase: UseCaseOpt = "fx",
+    workspace: WorkspaceOpt = None,
+    batches: Annotated[int, typer.Option(help="How many recent batches the trend shows.")] = 5,
+) -> None:
+    """Per table and rule: pass/fail counts and the failures over the last batches."""
+    from rich.table import Table
+
+    from goldgate.quality import QUALITY, quality_report
+
+    ctx = _context(usecase, workspace, None)
+    if not ctx.lake.exists(QUALITY):
+        _fail(f"no quality records in {ctx.settings.workspace_dir}: run the silver step first")
+    view = Table(title=f"data quality · last {batches} batches (failed rows, oldest → newest)", title_justify="left")
+    for col in ("table", "rule", "action", "passed", "failed", "trend"):
+        view.add_column(col, justify="right" if col in ("passed", "failed") else "left")
+    for r in quality_report(ctx.lake.read(QUALITY), batches):
+        trend = " ".join("-" if v is None else str(v) for v in r["trend"])  # type: ignore[attr-defined]
+        view.add_row(str(r["table"]), str(r["rule"]), str(r["action"]), f"{r['passed']:,}", f"{r['failed']:,}", trend)
+    Console().print(view)
+
+
+@app.command()
+def dictionary(
+    usecase: UseCaseOpt = "fx",
+    workspace: WorkspaceOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="Markdown file to write.")] = Path("docs/data_dictionary.md"),
+) -> None:
+    """Write the data dictionary of the workspace's tables (columns, types, descriptions from the YAML)."""
+    from goldgate.dictionary import render_dictionary
+
+    ctx = _context(usecase, workspace, None)
+    text, missing = render_dictionary(ctx.lake, ctx.usecase)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    console.print(f"wrote {out} ({len(ctx.lake.tables())} tables)")
+    if missing:
+        log.warning("columns without a description: %s", ", ".join(missing))
 
 
 gate_app = typer.Typer(no_args_is_help=True, help="Gate decisions.")
@@ -277,6 +319,58 @@ def mlflow_ui(
     ]
     console.print(f"MLflow UI on http://127.0.0.1:{port} (Ctrl+C to stop)")
     subprocess.run(cmd, check=False, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+
+
+@app.command("score")
+def score_cmd(
+    usecase: UseCaseOpt = "fx",
+    workspace: WorkspaceOpt = None,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option("--as-of", formats=["%Y-%m-%d"], help="Date to score (default: latest with every input)."),
+    ] = None,
+    alias: Annotated[str, typer.Option("--alias", help="Registry alias of the model to score with.")] = "champion",
+) -> None:
+    """Batch-score one date with @alias and merge the rows, with lineage, into the predictions table."""
+    from goldgate.pipeline import score as score_step
+
+    ctx = _context(usecase, workspace, None)
+    try:
+        ctx.mlflow_client()
+        result = score_step(ctx, as_of=as_of.date() if as_of else None, alias=alias)
+    except Exception as exc:
+        _fail(f"score: {exc}")
+    console.print(f"score: {_short(result)}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def serve(
+    usecase: UseCaseOpt = "fx",
+    workspace: WorkspaceOpt = None,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    alias: Annotated[str, typer.Option("--alias", help="Registry alias to serve and follow.")] = "champion",
+    allow_no_auth: Annotated[
+        bool, typer.Option("--allow-no-auth", help="env=dev, loopback only: serve without API keys (a demo).")
+    ] = False,
+    access_log: Annotated[bool, typer.Option("--access-log", help="Log one line per request.")] = False,
+) -> None:
+    """Serve @alias over HTTP: POST /v1/predict, GET /v1/model, /healthz, /readyz, OpenAPI at /docs."""
+    from goldgate.serve import ServeError, run_server
+
+    ctx = _context(usecase, workspace, None)
+    try:
+        run_server(
+            ctx.settings,
+            ctx.usecase,
+            host,
+            port,
+            alias=alias,
+            allow_no_auth=allow_no_auth,
+            access_log=access_log,
+        )
+    except ServeError as exc:
+        _fail(f"serve: {exc}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

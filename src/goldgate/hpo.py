@@ -59,7 +59,10 @@ def tune(spec: ModelSpec, train: pd.DataFrame, inputs: list[str], usecase: UseCa
         if log_trials:
             import mlflow
 
+            # A nested run goes to the active experiment unless told: keep trials beside their parent run.
+            parent = mlflow.active_run()
             with mlflow.start_run(
+                experiment_id=parent.info.experiment_id if parent is not None else None,
                 run_name=f"{spec.name}-trial-{trial.number}",
                 nested=True,
                 tags={"goldgate.kind": "trial", "goldgate.model": spec.name},

@@ -83,15 +83,24 @@ class Lake:
         return self._delta(name).version() if self.exists(name) else None
 
     def read(self, name: str, version: int | None = None) -> ir.Table:
-        """The table (optionally as of ``version``) as a lazy Ibis expression."""
-        dataset = self._delta(name, version).to_pyarrow_dataset()
+        """The table (optionally as of ``version``) as a lazy Ibis expression.
+
+        The snapshot's Parquet files are scanned by DuckDB's own reader (parallel, out of core). Files written
+        by different delta-rs operations may carry ``string`` or ``string_view`` Arrow types for the same
+        column; DuckDB reads both as VARCHAR, where an Arrow dataset scan would fail on filter pushdown.
+        """
+        delta = self._delta(name, version)
         self._views += 1
         view = f"{name.replace('.', '__')}__{self._views}"
-        self.con.con.register(view, dataset)
-        return self.con.table(view)
+        files = [uri.removeprefix("file://") for uri in delta.file_uris()]
+        if not files:
+            empty = pa.schema(delta.schema().to_arrow()).empty_table()
+            return self.con.create_table(view, empty, temp=True)
+        return self.con.read_parquet(files, table_name=view, union_by_name=True)
 
     def rows(self, name: str, version: int | None = None) -> int:
-        return int(self._delta(name, version).to_pyarrow_dataset().count_rows())
+        """Row count of the snapshot (DuckDB answers it from the Parquet footers)."""
+        return int(self.read(name, version).count().to_pyarrow().as_py())
 
     def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
         return list(self._delta(name).history(limit))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import ibis
@@ -23,11 +23,24 @@ from goldgate.evaluate import (
 )
 from goldgate.features import KEYS, build_features, feature_columns
 from goldgate.gate import DECISION_FILE, GateDecision, GateFacts, decide
-from goldgate.layers.bronze import add_ingest_metadata
+from goldgate.layers.bronze import (
+    SCHEMA_CHANGES,
+    add_ingest_metadata,
+    require_columns,
+    schema_change_rows,
+    schema_changes,
+)
 from goldgate.layers.gold import log_returns
 from goldgate.layers.silver import dedupe_latest, melt_rates
 from goldgate.monitor import PROFILE_FILE, build_reference_profile, drift_rows
-from goldgate.quality import RuleOutcome, apply_expectations
+from goldgate.quality import (
+    QUALITY,
+    apply_expectations,
+    apply_mappings,
+    latest_quarantine_share,
+    quality_rows,
+    quarantine_repeats,
+)
 from goldgate.registry import (
     CHAMPION,
     alias_version,
@@ -38,82 +51,94 @@ from goldgate.registry import (
     register_decision,
     version_score,
 )
-from goldgate.score import PREDICTION_KEYS, latest_complete_date, rows_to_score, with_lineage
+from goldgate.score import BATCH_ROWS, PREDICTION_KEYS, complete_rows, latest_complete_day, predict_batches
 from goldgate.sources.ecb_fx import read_ecb_csv, resolve_source
 from goldgate.train import prepare_frame, train_models
 
 log = logging.getLogger(__name__)
 
-QUALITY = "ops.quality"
+QUARANTINE_KEYS = ["_batch_id", "_row_number", "currency"]
+SILVER_KEYS = ["date", "currency"]
 DRIFT = "ops.drift"
 ALERTS = "ops.alerts"
-# The ops.quality row that summarises a whole batch: passed = rows kept, failed = rows quarantined.
-BATCH_RULE = "__batch__"
 
 
 def ingest(ctx: Context) -> dict[str, Any]:
-    """Source file -> bronze, as received; a batch already ingested (same content hash) is skipped."""
+    """Source file -> bronze, as received; a batch already ingested (same content hash) is skipped.
+
+    New source columns are kept (bronze's schema grows) and reported in ``ops.schema_changes``; a missing
+    required column stops the step before anything is written.
+    """
     uc, lake = ctx.usecase, ctx.lake
     path = resolve_source(uc.source, ctx.source)
     batch = read_ecb_csv(path, uc.source)
+    require_columns(batch.table.column_names, uc.source.required_columns, batch.source)
+    result = {"batch_id": batch.batch_id, "rows": batch.table.num_rows, "source": batch.source}
+    if batch.table.num_rows == 0:
+        log.warning("%s has no rows inside the use case's slice: nothing ingested", batch.source)
+        return {**result, "new": False}
     if lake.exists(uc.tables.bronze):
         bronze = lake.read(uc.tables.bronze)
         if bronze.filter(bronze._batch_id == batch.batch_id).count().to_pyarrow().as_py():
-            log.info("batch %s from %s is already in %s", batch.batch_id, path, uc.tables.bronze)
-            return {
-                "batch_id": batch.batch_id,
-                "rows": batch.table.num_rows,
-                "new": False,
-                "source": str(path),
-            }
-    table = add_ingest_metadata(batch.table, batch.source, batch.batch_id, datetime.now(UTC))
-    lake.append(uc.tables.bronze, table)
-    return {"batch_id": batch.batch_id, "rows": table.num_rows, "new": True, "source": str(path)}
+            log.info("batch %s from %s is already in %s", batch.batch_id, batch.source, uc.tables.bronze)
+            return {**result, "new": False}
+        changes = schema_changes(list(bronze.columns), batch.table.column_names)
+        if changes:
+            log.warning("%s: schema changed in %s: %s", uc.tables.bronze, batch.source, changes)
+            lake.append(SCHEMA_CHANGES, schema_change_rows(uc.tables.bronze, batch.batch_id, batch.source, changes))
+        result["schema_changes"] = changes
+    lake.append(uc.tables.bronze, add_ingest_metadata(batch.table, batch.source, batch.batch_id, datetime.now(UTC)))
+    return {**result, "new": True}
+
+
+def _pending_batches(ctx: Context) -> list[str]:
+    """Bronze batches not yet checked into silver, oldest first."""
+    uc, lake = ctx.usecase, ctx.lake
+    bronze = lake.read(uc.tables.bronze)
+    batches = bronze.group_by("_batch_id").aggregate(at=bronze._ingested_at.max()).order_by("at").to_pyarrow()
+    done: set[str] = set()
+    if lake.exists(QUALITY):
+        q = lake.read(QUALITY)
+        done = set(q.filter(q.table_name == uc.tables.silver).batch_id.to_pyarrow().to_pylist())
+    return [b for b in batches["_batch_id"].to_pylist() if b not in done]
 
 
 def silver(ctx: Context) -> dict[str, Any]:
-    """Bronze -> typed long rates; rows failing a drop rule go to quarantine with the rule and reason."""
+    """New bronze batches -> typed long rates merged by key; failing rows to quarantine with rule and reason.
+
+    A later batch updates the keys it shares with earlier ones and appends the rest; a key repeated within one
+    batch keeps its first good line and quarantines the others; every batch's conservation (rows in = kept +
+    quarantined) is checked and logged in ``ops.quality``.
+    """
     uc, lake = ctx.usecase, ctx.lake
+    totals = {"batches": 0, "rows_in": 0, "kept": 0, "quarantined": 0, "inserted": 0, "updated": 0}
     bronze_version = lake.version(uc.tables.bronze)
-    checked = apply_expectations(
-        melt_rates(lake.read(uc.tables.bronze, bronze_version)), uc.expectations, uc.tables.silver
-    )
     inputs = {uc.tables.bronze: bronze_version}
-    merged = lake.merge(uc.tables.silver, dedupe_latest(checked.kept), keys=["date", "currency"], inputs=inputs)
-    # Merged even when empty, so the quarantine table always exists and reports its (zero) rows.
-    lake.merge(uc.tables.quarantine, checked.quarantined, keys=["_batch_id", "_row_number", "currency"], inputs=inputs)
-    quality = pa.Table.from_pylist(
-        [
-            {
-                "table_name": uc.tables.silver,
-                "input_table": uc.tables.bronze,
-                "input_version": bronze_version,
-                "rule": o.rule,
-                "action": o.action,
-                "passed": o.passed,
-                "failed": o.failed,
-                "checked_at": datetime.now(UTC),
-            }
-            for o in [
-                *checked.outcomes,
-                RuleOutcome(BATCH_RULE, "summary", checked.rows_kept, checked.rows_quarantined),
-            ]
-        ]
-    )
-    if quality.num_rows:
+    for batch_id in _pending_batches(ctx):
+        bronze = lake.read(uc.tables.bronze, bronze_version)
+        mapped, remapped = apply_mappings(melt_rates(bronze.filter(bronze._batch_id == batch_id)), uc.mappings)
+        checked = quarantine_repeats(
+            apply_expectations(mapped, uc.expectations, uc.tables.silver), SILVER_KEYS, "_row_number", uc.tables.silver
+        )
+        merged = lake.merge(uc.tables.silver, dedupe_latest(checked.kept), keys=SILVER_KEYS, inputs=inputs)
+        # Merged even when empty, so the quarantine table exists from the first batch and reports its rows.
+        lake.merge(uc.tables.quarantine, checked.quarantined, keys=QUARANTINE_KEYS, inputs=inputs)
         lake.merge(
             QUALITY,
-            quality,
-            keys=["table_name", "input_table", "input_version", "rule"],
+            quality_rows(uc.tables.silver, uc.tables.bronze, batch_id, checked, remapped),
+            keys=["table_name", "batch_id", "rule"],
             ignore=("checked_at",),
         )
-    return {
-        "rows_in": checked.rows_in,
-        "kept": checked.rows_kept,
-        "quarantined": checked.rows_quarantined,
-        "inserted": merged.inserted,
-        "updated": merged.updated,
-    }
+        for key, value in (
+            ("rows_in", checked.rows_in),
+            ("kept", checked.rows_kept),
+            ("quarantined", checked.rows_quarantined),
+            ("inserted", merged.inserted),
+            ("updated", merged.updated),
+            ("batches", 1),
+        ):
+            totals[key] += value
+    return totals
 
 
 def gold(ctx: Context) -> dict[str, Any]:
@@ -178,13 +203,7 @@ def quarantine_share(ctx: Context) -> float | None:
     """Share of the latest silver batch's rows that were quarantined (None without a quality record)."""
     if not ctx.lake.exists(QUALITY):
         return None
-    q = ctx.lake.read(QUALITY)
-    rows = q.filter((q.table_name == ctx.usecase.tables.silver) & (q.rule == BATCH_RULE)).to_pandas()
-    if rows.empty:
-        return None
-    latest = rows.sort_values("input_version").iloc[-1]
-    total = int(latest["passed"]) + int(latest["failed"])
-    return float(latest["failed"]) / total if total else 0.0
+    return latest_quarantine_share(ctx.lake.read(QUALITY), ctx.usecase.tables.silver)
 
 
 def gate(ctx: Context) -> dict[str, Any]:
@@ -234,6 +253,8 @@ def promote_version(ctx: Context, version: str, force: bool, reason: str) -> Gat
     promoted = decision.promoted or force
     if promoted:
         move_champion(name, str(version), decision)
+        if action == "force-promote":
+            ctx.mlflow_client().set_model_version_tag(name, str(version), "gate.decision", action)
     record_promotion(
         ctx.lake,
         decision_row(
@@ -270,33 +291,55 @@ def register(ctx: Context) -> dict[str, Any]:
     return {"version": version, "decision": decision.decision}
 
 
-def score(ctx: Context) -> dict[str, Any]:
-    """Predict the latest date of every currency with ``@champion`` and merge the rows with lineage."""
+def score(ctx: Context, as_of: date | None = None, alias: str = CHAMPION) -> dict[str, Any]:
+    """Predict one date with ``@alias`` and merge the rows, with lineage, into the predictions table.
+
+    ``as_of`` defaults to the latest date on which some entity has every model input. Feature rows are streamed
+    from the engine in Arrow batches; the merge keys (entity, as_of, model_version) keep every model's history and
+    make a re-run a no-op.
+    """
     uc, lake = ctx.usecase, ctx.lake
-    champion = alias_version(uc.models.registered_name, CHAMPION)
-    if champion is None:
-        log.warning("no champion for %s yet: nothing scored", uc.models.registered_name)
+    name = uc.models.registered_name
+    target = alias_version(name, alias)
+    if target is None:
+        if alias != CHAMPION:
+            raise LookupError(f"{name} has no '{alias}' alias")
+        log.warning("no champion for %s yet: nothing scored", name)
         return {"rows": 0}
     version = lake.version(uc.tables.features)
-    assert version is not None
-    model = mlflow.pyfunc.load_model(f"models:/{uc.models.registered_name}@{CHAMPION}")
+    if version is None:
+        raise LookupError(f"{uc.tables.features} does not exist: run the features step first")
+    # Pin the version the alias points to now, so a promotion during the run cannot mix two models.
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{target.version}")
     inputs = model.metadata.get_input_schema().input_names()
-    frame = _feature_frame(ctx, version)
-    as_of = latest_complete_date(frame, inputs, uc.time)
-    rows = rows_to_score(frame, inputs, uc.time, as_of)
+    features = lake.read(uc.tables.features, version)
+    day = as_of or latest_complete_day(features, inputs, uc.time)
     lineage = {
-        "model_name": uc.models.registered_name,
-        "model_version": str(champion.version),
-        "run_id": champion.run_id,
+        "model_name": name,
+        "model_version": str(target.version),
+        "run_id": target.run_id,
         "feature_table": uc.tables.features,
         "feature_table_version": int(version),
     }
-    table = with_lineage(rows, model.predict(rows[inputs]), uc.entity, uc.time, lineage, datetime.now(UTC))
+    batches = complete_rows(features, inputs, uc.entity, uc.time, day).to_pyarrow_batches(chunk_size=BATCH_ROWS)
+    scored = predict_batches(batches, model.predict, inputs, uc.entity, uc.time, lineage, datetime.now(UTC))
+    # Only the (narrow) prediction rows are collected; the stream must be drained before the merge, which runs
+    # its own queries on the same DuckDB connection and would cut a pending stream short.
+    parts = list(scored)
+    if not parts:
+        raise ValueError(f"{uc.tables.features} v{version}: no {uc.entity} has every model input {inputs} on {day}")
+    table = pa.concat_tables(parts)
     keys = [uc.entity, *PREDICTION_KEYS]
-    merged = lake.merge(uc.tables.predictions, table, keys=keys, ignore=("scored_at",))
+    merged = lake.merge(
+        uc.tables.predictions, table, keys=keys, ignore=("scored_at",), inputs={uc.tables.features: version}
+    )
+    log.info("scored %d rows of %s with %s v%s (@%s)", table.num_rows, day, name, target.version, alias)
     return {
         "rows": table.num_rows,
-        "as_of": str(as_of),
+        "as_of": str(day),
+        "alias": alias,
+        "model_version": str(target.version),
+        "batches": len(parts),
         "inserted": merged.inserted,
         "updated": merged.updated,
     }

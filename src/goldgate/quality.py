@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import ibis
 import ibis.expr.types as ir
+import pyarrow as pa
 
-from goldgate.usecase import Expectation
+from goldgate.usecase import Expectation, Mapping
+
+_ALIASES = itertools.count()
+QUALITY = "ops.quality"
+# The ops.quality row that summarises a whole batch: passed = rows kept, failed = rows quarantined.
+BATCH_RULE = "__batch__"
+MAPPING_PREFIX = "mapping:"
+# Rows of one batch that repeat a key already kept: quarantined under this rule rather than deduplicated silently.
+REPEAT_RULE = "one_row_per_key"
 
 
 class ConservationError(RuntimeError):
@@ -40,21 +51,89 @@ def _flag_column(rule_name: str) -> str:
     return f"__ok_{rule_name}"
 
 
-def flag_rows(table: ir.Table, expectations: list[Expectation]) -> ir.Table:
+def _ident(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
+
+
+def _literal(value: object) -> str:
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def rule_sql(e: Expectation, refs: dict[str, str] | None = None) -> str:
+    """The expectation as a SQL boolean over one row of ``__rows`` (true = the row passes).
+
+    ``refs`` maps the logical names that foreign keys reference to the relations holding them.
+    """
+    if e.rule is not None:
+        return e.rule
+    if e.not_null is not None:
+        return " AND ".join(f"{_ident(c)} IS NOT NULL" for c in e.not_null)
+    if e.unique is not None:
+        return f"COUNT(*) OVER (PARTITION BY {', '.join(_ident(c) for c in e.unique)}) = 1"
+    if e.in_set is not None:
+        return f"{_ident(e.in_set.column)} IN ({', '.join(_literal(v) for v in e.in_set.values)})"
+    if e.between is not None:
+        b, col = e.between, _ident(e.between.column)
+        lo, hi = (">", "<") if b.exclusive else (">=", "<=")
+        parts = ([f"{col} {lo} {b.min!r}"] if b.min is not None else []) + (
+            [f"{col} {hi} {b.max!r}"] if b.max is not None else []
+        )
+        return " AND ".join(parts)
+    if e.matches is not None:
+        return f"regexp_full_match(CAST({_ident(e.matches.column)} AS VARCHAR), {_literal(e.matches.pattern)})"
+    if e.foreign_key is not None:
+        fk = e.foreign_key
+        relation = (refs or {}).get(fk.table)
+        if relation is None:
+            raise QualityError(f"expectation '{e.name}': referenced table {fk.table} is not available")
+        return f"{_ident(fk.column)} IN (SELECT {_ident(fk.ref_column)} FROM {_ident(relation)})"  # noqa: S608
+    if e.freshness is not None:
+        f = e.freshness
+        return (
+            f"(SELECT CAST(MAX({_ident(f.column)}) AS DATE) FROM __rows) >= "  # noqa: S608
+            f"CURRENT_DATE - INTERVAL {int(f.max_age_days)} DAY"
+        )
+    raise QualityError(f"expectation '{e.name}' has no check")
+
+
+def flag_rows(table: ir.Table, expectations: list[Expectation], refs: dict[str, str] | None = None) -> ir.Table:
     """Add one boolean column per expectation (NULL counts as a failure: unknown is not proof of quality)."""
     if not expectations:
         return table
-    checks = ", ".join(f"COALESCE(({e.rule}), FALSE) AS {_flag_column(e.name)}" for e in expectations)
-    return table.alias("__rows").sql(f"SELECT *, {checks} FROM __rows")  # noqa: S608 - rules come from YAML
+    checks = ", ".join(f"COALESCE(({rule_sql(e, refs)}), FALSE) AS {_flag_column(e.name)}" for e in expectations)
+    alias = f"__rows_{next(_ALIASES)}"  # unique, so flagged tables can be combined in one query
+    sql = f"SELECT *, {checks} FROM {alias}".replace("FROM __rows)", f"FROM {alias})")  # noqa: S608 - YAML rules
+    return table.alias(alias).sql(sql)
 
 
-def apply_expectations(table: ir.Table, expectations: list[Expectation], table_name: str) -> QualityResult:
+def apply_mappings(table: ir.Table, mappings: list[Mapping]) -> tuple[ir.Table, dict[str, int]]:
+    """Replace known spellings by canonical values; returns the table and how many rows each mapping changed."""
+    counts: dict[str, int] = {}
+    for m in mappings:
+        col = table[m.column]
+        key = col.cast("string").strip()
+        lookup = {(k.lower() if m.case_insensitive else k): v for k, v in m.values.items()}
+        probe = key.lower() if m.case_insensitive else key
+        mapped = probe.substitute(lookup, else_=col.cast("string"))
+        changed = (mapped != col.cast("string")).fill_null(False)
+        counts[m.column] = int(table.filter(changed).count().to_pyarrow().as_py())
+        table = table.mutate(**{m.column: mapped.cast(col.type())})
+    return table, counts
+
+
+def apply_expectations(
+    table: ir.Table, expectations: list[Expectation], table_name: str, refs: dict[str, str] | None = None
+) -> QualityResult:
     """Split ``table`` into kept and quarantined rows and count every rule.
 
     Quarantined rows carry ``_rule`` (the first failing drop rule), ``_failed_rules`` and ``_reason``.
     Raises QualityError when a ``fail`` rule has any failing row; conservation is checked before returning.
     """
-    flagged = flag_rows(table, expectations)
+    flagged = flag_rows(table, expectations, refs)
     aggs = {"__n": flagged.count()}
     for e in expectations:
         aggs[e.name] = (~flagged[_flag_column(e.name)]).sum().coalesce(0)
@@ -64,7 +143,7 @@ def apply_expectations(table: ir.Table, expectations: list[Expectation], table_n
     for e, o in zip(expectations, outcomes, strict=True):
         if e.action == "fail" and o.failed:
             raise QualityError(
-                f"{table_name}: expectation '{e.name}' ({e.rule}) failed on {o.failed} of {rows_in} rows; "
+                f"{table_name}: expectation '{e.name}' ({rule_sql(e, refs)}) failed on {o.failed} of {rows_in} rows; "
                 "action is fail, table left unchanged"
             )
     drops = [e for e in expectations if e.action == "drop"]
@@ -72,7 +151,7 @@ def apply_expectations(table: ir.Table, expectations: list[Expectation], table_n
         ok = ibis.and_(*[flagged[_flag_column(e.name)] for e in drops])
         first_rule = ibis.cases(*[(~flagged[_flag_column(e.name)], e.name) for e in drops], else_=None)
         reasons = ibis.cases(
-            *[(~flagged[_flag_column(e.name)], f"{e.name}: {e.description or e.rule}") for e in drops],
+            *[(~flagged[_flag_column(e.name)], f"{e.name}: {e.description or rule_sql(e, refs)}") for e in drops],
             else_=None,
         )
         failed_list = (
@@ -93,6 +172,33 @@ def apply_expectations(table: ir.Table, expectations: list[Expectation], table_n
     return result
 
 
+def quarantine_repeats(result: QualityResult, keys: list[str], order_by: str, table_name: str) -> QualityResult:
+    """Of the kept rows sharing a key, keep the first by ``order_by``; the rest go to quarantine (``REPEAT_RULE``).
+
+    A batch that says two things about one key is not collapsed silently: every row still ends up kept or
+    quarantined, and the repeats are counted in ``ops.quality`` like any other rule.
+    """
+    check = Expectation(
+        name=REPEAT_RULE,
+        rule=f"ROW_NUMBER() OVER (PARTITION BY {', '.join(_ident(k) for k in keys)} ORDER BY {_ident(order_by)}) = 1",
+        description=f"one row per {', '.join(keys)} in a batch: the first is kept, later ones are quarantined",
+    )
+    repeats = apply_expectations(result.kept, [check], table_name)
+    combined = QualityResult(
+        kept=repeats.kept,
+        quarantined=result.quarantined.union(repeats.quarantined),
+        rows_in=result.rows_in,
+        rows_kept=repeats.rows_kept,
+        rows_quarantined=result.rows_quarantined + repeats.rows_quarantined,
+        outcomes=[
+            *result.outcomes,
+            RuleOutcome(REPEAT_RULE, "drop", result.rows_in - repeats.rows_quarantined, repeats.rows_quarantined),
+        ],
+    )
+    check_conservation(combined, table_name)
+    return combined
+
+
 def check_conservation(result: QualityResult, table_name: str) -> None:
     """rows in = rows kept + rows quarantined, measured, not assumed."""
     kept = int(result.kept.count().to_pyarrow().as_py())
@@ -101,3 +207,90 @@ def check_conservation(result: QualityResult, table_name: str) -> None:
             f"{table_name}: row conservation violated: {result.rows_in} in != {kept} kept + "
             f"{result.rows_quarantined} quarantined"
         )
+
+
+def quality_rows(
+    table_name: str, input_table: str, batch_id: str, result: QualityResult, remapped: dict[str, int]
+) -> pa.Table:
+    """The ``ops.quality`` rows of one batch: each rule, each mapping, and the batch's conservation summary."""
+    now = datetime.now(UTC)
+    outcomes = [
+        *result.outcomes,
+        *(RuleOutcome(f"{MAPPING_PREFIX}{col}", "map", result.rows_in - n, n) for col, n in remapped.items()),
+        RuleOutcome(BATCH_RULE, "summary", result.rows_kept, result.rows_quarantined),
+    ]
+    return pa.Table.from_pylist(
+        [
+            {
+                "table_name": table_name,
+                "input_table": input_table,
+                "batch_id": batch_id,
+                "rule": o.rule,
+                "action": o.action,
+                "passed": o.passed,
+                "failed": o.failed,
+                "checked_at": now,
+            }
+            for o in outcomes
+        ],
+        schema=QUALITY_SCHEMA,
+    )
+
+
+QUALITY_SCHEMA = pa.schema(
+    [
+        ("table_name", pa.string()),
+        ("input_table", pa.string()),
+        ("batch_id", pa.string()),
+        ("rule", pa.string()),
+        ("action", pa.string()),
+        ("passed", pa.int64()),
+        ("failed", pa.int64()),
+        ("checked_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def latest_quarantine_share(quality: ir.Table, table_name: str) -> float | None:
+    """Quarantined share of the most recently checked batch of ``table_name`` (None if never checked)."""
+    rows = quality.filter((quality.table_name == table_name) & (quality.rule == BATCH_RULE))
+    latest = rows.order_by(ibis.desc("checked_at")).limit(1).to_pyarrow().to_pylist()
+    if not latest:
+        return None
+    total = latest[0]["passed"] + latest[0]["failed"]
+    return latest[0]["failed"] / total if total else 0.0
+
+
+def quality_report(quality: ir.Table, last_batches: int = 5) -> list[dict[str, object]]:
+    """Per table and rule: totals over every batch, and failures in each of the last batches (oldest first)."""
+    rows = quality.filter(quality.rule != BATCH_RULE).to_pyarrow().to_pylist()
+    batches = quality.filter(quality.rule == BATCH_RULE).order_by("checked_at").to_pyarrow().to_pylist()
+    report = []
+    for table in sorted({r["table_name"] for r in rows}):
+        recent = [b["batch_id"] for b in batches if b["table_name"] == table][-last_batches:]
+        for rule in sorted({(r["rule"], r["action"]) for r in rows if r["table_name"] == table}):
+            mine = [r for r in rows if r["table_name"] == table and (r["rule"], r["action"]) == rule]
+            by_batch = {r["batch_id"]: r["failed"] for r in mine}
+            report.append(
+                {
+                    "table": table,
+                    "rule": rule[0],
+                    "action": rule[1],
+                    "passed": sum(r["passed"] for r in mine),
+                    "failed": sum(r["failed"] for r in mine),
+                    "trend": [by_batch.get(b) for b in recent],
+                }
+            )
+    for table in sorted({b["table_name"] for b in batches}):
+        mine = [b for b in batches if b["table_name"] == table]
+        report.append(
+            {
+                "table": table,
+                "rule": "(quarantined rows)",
+                "action": "drop",
+                "passed": sum(b["passed"] for b in mine),
+                "failed": sum(b["failed"] for b in mine),
+                "trend": [b["failed"] for b in mine[-last_batches:]],
+            }
+        )
+    return report

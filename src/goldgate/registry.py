@@ -157,8 +157,16 @@ def promotions(lake: Lake) -> list[dict[str, Any]]:
 
 
 def previous_champion(lake: Lake, name: str, current: str) -> str | None:
-    """The version that was champion before ``current`` last took over, from the promotion log."""
-    moves = [r for r in promotions(lake) if r["model_name"] == name and r["to_version"] is not None]
+    """The version that was champion before ``current`` last took over, from the promotion log.
+
+    Rollback rows are not take-overs: counting them would make a second rollback reinstate the version
+    the first one rolled back from, instead of walking further back.
+    """
+    moves = [
+        r
+        for r in promotions(lake)
+        if r["model_name"] == name and r["to_version"] is not None and r["action"] != "rollback"
+    ]
     for row in reversed(moves):
         if row["to_version"] == current:
             return row["from_version"]
@@ -202,6 +210,8 @@ def list_versions(name: str) -> list[dict[str, Any]]:
     client = mlflow.MlflowClient()
     try:
         versions = client.search_model_versions(f"name = '{name}'")
+        # search results carry no aliases (MLflow leaves them empty): take them from the registered model
+        aliases = client.get_registered_model(name).aliases if versions else {}
     except MlflowException:
         return []
     out = []
@@ -210,7 +220,7 @@ def list_versions(name: str) -> list[dict[str, Any]]:
         out.append(
             {
                 "version": str(mv.version),
-                "aliases": list(mv.aliases),
+                "aliases": sorted(a for a, v in aliases.items() if str(v) == str(mv.version)),
                 "run_id": mv.run_id,
                 "decision": mv.tags.get("gate.decision"),
                 "metrics": {k: v for k, v in metrics.items() if k.startswith(("backtest_", "holdout_"))},

@@ -1,14 +1,24 @@
-"""Batch scoring with the champion; every prediction row carries its lineage."""
+"""Batch scoring with the champion; every prediction row carries its lineage.
+
+The step reads the feature rows of one date as a lazy Ibis expression and streams them in Arrow record batches
+(``to_pyarrow_batches``), so only one batch of features is in memory at a time, whatever the table's size.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime
+from typing import Any
 
+import ibis
+import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
 
 # Predictions are keyed by the use case's entity column plus these.
 PREDICTION_KEYS = ("as_of", "model_version")
+# Feature rows per Arrow batch handed to the model.
+BATCH_ROWS = 65_536
 
 
 def latest_complete_date(frame: pd.DataFrame, inputs: list[str], time_col: str) -> date:
@@ -50,3 +60,59 @@ def with_lineage(
         "scored_at",
         table["scored_at"].cast(pa.timestamp("us", tz="UTC")),
     )
+
+
+def _complete(features: ir.Table, inputs: list[str]) -> ir.Table:
+    """Rows where every input is known: not NULL and, for floating-point columns, not NaN."""
+    missing = [c for c in inputs if c not in features.columns]
+    if missing:
+        raise ValueError(f"model inputs {missing} are not columns of the feature table")
+    conditions = []
+    for c in inputs:
+        col = features[c]
+        conditions.append(col.notnull())
+        if features.schema()[c].is_floating():
+            conditions.append(~col.isnan())
+    return features.filter(conditions)
+
+
+def latest_complete_day(features: ir.Table, inputs: list[str], time_col: str) -> date:
+    """The newest date on which some entity has every model input (computed by the engine, not in pandas)."""
+    value = _complete(features, inputs)[time_col].max().to_pyarrow().as_py()
+    if value is None:
+        raise ValueError(f"no row has all model inputs {inputs}")
+    return value.date() if isinstance(value, datetime) else value
+
+
+def complete_rows(features: ir.Table, inputs: list[str], entity: str, time_col: str, as_of: date) -> ir.Table:
+    """The entities observed on ``as_of`` with every model input known, ordered by entity (lazy)."""
+    rows = _complete(features, inputs)
+    rows = rows.filter(rows[time_col].cast("date") == ibis.literal(as_of, type="date"))
+    return rows.select(entity, time_col, *dict.fromkeys(c for c in inputs if c not in (entity, time_col))).order_by(
+        entity
+    )
+
+
+def latest_complete_rows(features: ir.Table, inputs: list[str], entity: str, time_col: str) -> ir.Table:
+    """For each entity, its newest row with every model input known (lazy): what on-line scoring by key reads."""
+    rows = _complete(features, inputs)
+    newest = rows.group_by(entity).aggregate(_newest=rows[time_col].max())
+    latest = rows.semi_join(newest, [rows[entity] == newest[entity], rows[time_col] == newest["_newest"]])
+    return latest.select(entity, time_col, *dict.fromkeys(c for c in inputs if c not in (entity, time_col)))
+
+
+def predict_batches(
+    batches: Iterable[pa.RecordBatch],
+    predict: Callable[[pd.DataFrame], Any],
+    inputs: list[str],
+    entity: str,
+    time_col: str,
+    lineage: dict[str, object],
+    scored_at: datetime,
+) -> Iterator[pa.Table]:
+    """Prediction rows with lineage, one Arrow table per input batch (empty batches are skipped)."""
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        rows = batch.to_pandas()
+        yield with_lineage(rows, predict(rows[inputs]), entity, time_col, lineage, scored_at)

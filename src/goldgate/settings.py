@@ -32,8 +32,15 @@ class Settings(BaseSettings):
         default=None, description="MLflow tracking URI; default is a SQLite store under the workspace."
     )
     owner: str = Field(default_factory=_default_owner)
-    api_keys: list[SecretStr] = Field(default_factory=list)
+    api_keys: list[SecretStr] = Field(
+        default_factory=list, description="API keys of the prediction service (JSON list in GOLDGATE_API_KEYS)."
+    )
     log_level: str = "INFO"
+    serve_poll_seconds: float = Field(
+        default=10.0, gt=0, description="How often the prediction service checks whether the alias moved."
+    )
+    serve_max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest accepted request body.")
+    serve_max_rows: int = Field(default=1000, ge=1, description="Most rows accepted in one predict request.")
 
     @property
     def workspace_dir(self) -> Path:

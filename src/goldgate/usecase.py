@@ -24,13 +24,95 @@ class Source(_Strict):
     currencies: list[str] | None = Field(default=None, description="Keep only these columns (a slice).")
     start: str | None = Field(default=None, description="Keep only dates on or after this ISO date.")
     end: str | None = Field(default=None, description="Keep only dates on or before this ISO date.")
+    required_columns: list[str] = Field(
+        default_factory=lambda: ["Date"], description="Columns a source batch must have, or ingest stops."
+    )
+
+
+class InSet(_Strict):
+    column: str
+    values: list[str | int | float] = Field(min_length=1)
+
+
+class Between(_Strict):
+    column: str
+    min: float | None = None
+    max: float | None = None
+    exclusive: bool = Field(default=False, description="Exclude the bounds themselves.")
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> Between:
+        if self.min is None and self.max is None:
+            raise ValueError("between needs min, max or both")
+        return self
+
+
+class Matches(_Strict):
+    column: str
+    pattern: str = Field(description="A regular expression the whole value must match.")
+
+
+class ForeignKey(_Strict):
+    column: str
+    references: str = Field(description="Logical table and column, e.g. silver.crm_products.product.")
+
+    @property
+    def table(self) -> str:
+        return self.references.rsplit(".", 1)[0]
+
+    @property
+    def ref_column(self) -> str:
+        return self.references.rsplit(".", 1)[1]
+
+    @model_validator(mode="after")
+    def _qualified(self) -> ForeignKey:
+        if self.references.count(".") != 2:
+            raise ValueError("references must be <layer>.<table>.<column>")
+        return self
+
+
+class Freshness(_Strict):
+    column: str
+    max_age_days: int = Field(ge=0, description="The newest value must be at most this many days old.")
+
+
+BUILTINS = ("rule", "not_null", "unique", "in_set", "between", "matches", "foreign_key", "freshness")
 
 
 class Expectation(_Strict):
-    name: str
-    rule: str = Field(description="SQL boolean expression over the row; true means the row passes.")
+    """One check with one action: ``warn`` keeps and counts, ``drop`` quarantines, ``fail`` stops the step.
+
+    The check is either ``rule`` (a SQL boolean over the row, DuckDB dialect) or exactly one built-in.
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     action: Literal["warn", "drop", "fail"] = "drop"
     description: str = ""
+    rule: str | None = None
+    not_null: list[str] | None = None
+    unique: list[str] | None = None
+    in_set: InSet | None = None
+    between: Between | None = None
+    matches: Matches | None = None
+    foreign_key: ForeignKey | None = None
+    freshness: Freshness | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_check(self) -> Expectation:
+        given = [k for k in BUILTINS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"expectation '{self.name}' needs exactly one of {', '.join(BUILTINS)}; got {given}")
+        if self.freshness is not None and self.action == "drop":
+            raise ValueError(f"expectation '{self.name}': freshness judges the whole batch; use warn or fail")
+        return self
+
+
+class Mapping(_Strict):
+    """Canonical spellings for a column of dirty reference data, applied in silver and reported."""
+
+    column: str
+    values: dict[str, str] = Field(min_length=1, description="Observed value -> canonical value.")
+    case_insensitive: bool = True
 
 
 class Tables(_Strict):
@@ -153,6 +235,11 @@ class UseCase(_Strict):
     source: Source
     tables: Tables
     expectations: list[Expectation] = Field(default_factory=list)
+    mappings: list[Mapping] = Field(default_factory=list)
+    descriptions: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Table -> column -> description ('_table' describes the table; '*' any other non-metadata column).",
+    )
     features: Features = Field(default_factory=Features)
     target: Target = Field(default_factory=Target)
     models: Models

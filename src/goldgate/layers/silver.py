@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import ibis
 import ibis.expr.types as ir
 import ibis.selectors as s
 
+_ALIASES = itertools.count()
 MISSING = ("N/A", "", "NA", "null", "NULL")
 
 
@@ -16,15 +19,27 @@ def melt_rates(bronze: ir.Table) -> ir.Table:
     """
     long = bronze.pivot_longer(~s.cols("Date") & ~s.startswith("_"), names_to="currency", values_to="raw_value")
     long = long.filter(long.raw_value.notnull() & ~long.raw_value.strip().isin(MISSING))
-    return long.select(
+    typed = long.select(
         raw_date=long.Date,
-        currency=long.currency,
+        currency=long.currency.strip(),
         raw_value=long.raw_value,
-        date=long.Date.strip().try_cast("date"),
         rate=long.raw_value.strip().try_cast("float64"),
         _batch_id=long._batch_id,
         _row_number=long._row_number,
         _ingested_at=long._ingested_at,
+    )
+    # ISO dates (history file) or "30 October 2026" (daily file); anything else stays NULL for the rules to catch.
+    # The same two formats as the reader's slice filter (strict strptime, not a lenient CAST that would also accept
+    # "2019/01/05" or "2019-01-05T00:00"), so a date the slice could not judge never reaches silver.
+    alias = f"__typed_{next(_ALIASES)}"  # unique, so several melts can be combined in one query
+    query = (
+        "SELECT raw_date, currency, raw_value, CAST(COALESCE(TRY_STRPTIME(TRIM(raw_date), '%Y-%m-%d'), "
+        "TRY_STRPTIME(TRIM(raw_date), '%d %B %Y')) AS DATE) AS date, rate, _batch_id, _row_number, "
+        "_ingested_at FROM "
+    )
+    return typed.alias(alias).sql(
+        query + alias,
+        dialect="duckdb",
     )
 
 

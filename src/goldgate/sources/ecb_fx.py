@@ -12,6 +12,7 @@ import hashlib
 import io
 import zipfile
 from dataclasses import dataclass
+from datetime import date, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -31,6 +32,19 @@ class RawBatch:
     table: pa.Table
     source: str
     batch_id: str
+
+
+DATE_FORMATS = ("%Y-%m-%d", "%d %B %Y")  # the history file, and the daily file ("30 October 2026")
+
+
+def parse_day(text: str) -> date | None:
+    """The date in an ECB ``Date`` cell, or None when it is in neither known format."""
+    for fmt in DATE_FORMATS:
+        try:
+            return datetime.strptime(text.strip(), fmt).date()
+        except ValueError:
+            continue
+    return None
 
 
 def bundled_ecb_path() -> Path:
@@ -87,13 +101,16 @@ def read_ecb_csv(path: Path, spec: Source) -> RawBatch:
         if missing:
             raise SourceError(f"{path}: currencies {missing} requested by the use case are not in the header")
     date_ix = header.index("Date")
+    start = date.fromisoformat(spec.start) if spec.start else None
+    end = date.fromisoformat(spec.end) if spec.end else None
     columns: dict[str, list[str | None]] = {header[i]: [] for i in keep}
     row_numbers: list[int] = []
     for line_no, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue
-        day = row[date_ix].strip() if date_ix < len(row) else ""
-        if (spec.start and day and day < spec.start) or (spec.end and day and day > spec.end):
+        day = parse_day(row[date_ix] if date_ix < len(row) else "")
+        # Rows whose date does not parse are kept: silver's rules quarantine them with a reason.
+        if day is not None and ((start and day < start) or (end and day > end)):
             continue
         for i in keep:
             columns[header[i]].append(row[i].strip() if i < len(row) else None)
