@@ -16,4 +16,6 @@ def connect(settings: Settings) -> DuckDBBackend:
     con = ibis.duckdb.connect()
     # Spill to the workspace rather than /tmp so large builds run out of core on the same disk as the lake.
     con.raw_sql(f"SET temp_directory = '{spill}'")
+    # A ceiling, so large batches spill to the workspace instead of growing the process without bound.
+    con.raw_sql(f"SET memory_limit = '{settings.duckdb_memory_limit}'")
     return con

@@ -6,7 +6,6 @@ import logging
 from datetime import UTC, date, datetime
 from typing import Any
 
-import ibis
 import mlflow
 import pandas as pd
 import pyarrow as pa
@@ -32,7 +31,7 @@ from goldgate.layers.bronze import (
 )
 from goldgate.layers.gold import log_returns
 from goldgate.layers.silver import dedupe_latest, melt_rates
-from goldgate.monitor import PROFILE_FILE, build_reference_profile, drift_rows
+from goldgate.monitor import PROFILE_FILE, build_reference_profile, prediction_profiles
 from goldgate.quality import (
     QUALITY,
     apply_expectations,
@@ -103,6 +102,12 @@ def _pending_batches(ctx: Context) -> list[str]:
     return [b for b in batches["_batch_id"].to_pylist() if b not in done]
 
 
+def _references(ctx: Context) -> dict[str, str]:
+    """The relations that foreign-key expectations point at, read from the lake by logical name."""
+    tables = {e.foreign_key.table for e in ctx.usecase.expectations if e.foreign_key is not None}
+    return {name: ctx.lake.read(name).get_name() for name in tables}
+
+
 def silver(ctx: Context) -> dict[str, Any]:
     """New bronze batches -> typed long rates merged by key; failing rows to quarantine with rule and reason.
 
@@ -116,9 +121,13 @@ def silver(ctx: Context) -> dict[str, Any]:
     inputs = {uc.tables.bronze: bronze_version}
     for batch_id in _pending_batches(ctx):
         bronze = lake.read(uc.tables.bronze, bronze_version)
-        mapped, remapped = apply_mappings(melt_rates(bronze.filter(bronze._batch_id == batch_id)), uc.mappings)
+        melted = melt_rates(bronze.filter(bronze._batch_id == batch_id)).cache()  # one pass over the wide batch
+        mapped, remapped = apply_mappings(melted, uc.mappings)
         checked = quarantine_repeats(
-            apply_expectations(mapped, uc.expectations, uc.tables.silver), SILVER_KEYS, "_row_number", uc.tables.silver
+            apply_expectations(mapped, uc.expectations, uc.tables.silver, _references(ctx)),
+            SILVER_KEYS,
+            "_row_number",
+            uc.tables.silver,
         )
         merged = lake.merge(uc.tables.silver, dedupe_latest(checked.kept), keys=SILVER_KEYS, inputs=inputs)
         # Merged even when empty, so the quarantine table exists from the first batch and reports its rows.
@@ -176,7 +185,9 @@ def train(ctx: Context) -> dict[str, Any]:
         recent = distinct_days(train_rows[uc.time])[-uc.monitoring.reference_days :]
         train_rows = train_rows[pd.to_datetime(train_rows[uc.time]).dt.date >= recent[0]]
     monitored = [c for c in feature_columns(list(frame.columns), uc.target) if c not in uc.monitoring.exclude_features]
-    profile = build_reference_profile(train_rows, monitored, uc.monitoring.bins)
+    mon = uc.monitoring
+    profile = build_reference_profile(train_rows, monitored, mon.bins, mon.grid_cells, mon.max_categories)
+    profile["predictions"] = prediction_profiles(train_rows, result.runs, mon.bins, mon.grid_cells)
     mlflow.MlflowClient().log_dict(result.parent_run_id, profile, PROFILE_FILE)
     return {
         "training_run_id": result.parent_run_id,
@@ -346,64 +357,7 @@ def score(ctx: Context, as_of: date | None = None, alias: str = CHAMPION) -> dic
 
 
 def monitor(ctx: Context) -> dict[str, Any]:
-    """Drift of the latest window of features against the champion's training window."""
-    uc, lake, mon = ctx.usecase, ctx.lake, ctx.usecase.monitoring
-    champion = alias_version(uc.models.registered_name, CHAMPION)
-    if champion is None:
-        return {"features_drifted": [], "statistics": {}, "note": "no champion to monitor"}
-    client = mlflow.MlflowClient()
-    parent = client.get_run(champion.run_id).data.tags["mlflow.parentRunId"]
-    profile = mlflow.artifacts.load_dict(f"{client.get_run(parent).info.artifact_uri}/{PROFILE_FILE}")
-    feats = lake.read(uc.tables.features)
-    days = feats.select(feats[uc.time]).distinct().order_by(ibis.desc(uc.time)).limit(mon.window_days)
-    window = feats.filter(feats[uc.time].isin(days[uc.time])).to_pandas()
-    days = pd.to_datetime(window[uc.time]).dt.date
-    start, end = str(days.min()), str(days.max())
-    rows = drift_rows(profile, window, mon.psi_threshold, mon.wasserstein_threshold)
-    now = datetime.now(UTC)
-    drift = pa.Table.from_pylist(
-        [
-            {
-                "model_name": uc.models.registered_name,
-                "model_version": str(champion.version),
-                "window_start": start,
-                "window_end": end,
-                "feature": r.feature,
-                "statistic": r.statistic,
-                "value": r.value,
-                "threshold": r.threshold,
-                "drifted": r.drifted,
-                "computed_at": now,
-            }
-            for r in rows
-        ]
-    )
-    lake.merge(DRIFT, drift, keys=["model_version", "window_end", "feature", "statistic"], ignore=("computed_at",))
-    alerts = [
-        {
-            "alert_id": f"drift:{uc.name}:v{champion.version}:{end}:{r.feature}:{r.statistic}",
-            "use_case": uc.name,
-            "kind": "feature_drift",
-            "subject": r.feature,
-            "statistic": r.statistic,
-            "value": r.value,
-            "threshold": r.threshold,
-            "window_end": end,
-            "raised_at": now,
-            "runbook": "docs/runbook/drift.md",
-        }
-        for r in rows
-        if r.drifted
-    ]
-    if alerts:
-        lake.merge(ALERTS, pa.Table.from_pylist(alerts), keys=["alert_id"], ignore=("raised_at",))
-    stats: dict[str, dict[str, float]] = {}
-    for r in rows:
-        stats.setdefault(r.feature, {})[r.statistic] = round(r.value, 6)
-    drifted = sorted({r.feature for r in rows if r.drifted})
-    return {
-        "window": [start, end],
-        "features_drifted": drifted,
-        "statistics": stats,
-        "alerts": [{k: v for k, v in a.items() if k != "raised_at"} for a in alerts],
-    }
+    """Drift, label-based performance and alerts of the latest window for the champion (see ``goldgate.loop``)."""
+    from goldgate.loop import monitor_step
+
+    return monitor_step(ctx)

@@ -75,7 +75,11 @@ def rule_sql(e: Expectation, refs: dict[str, str] | None = None) -> str:
     if e.unique is not None:
         return f"COUNT(*) OVER (PARTITION BY {', '.join(_ident(c) for c in e.unique)}) = 1"
     if e.in_set is not None:
-        return f"{_ident(e.in_set.column)} IN ({', '.join(_literal(v) for v in e.in_set.values)})"
+        values = e.in_set.values
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            # Numbers against a column of any type: text that is not a number simply fails the rule.
+            return f"TRY_CAST({_ident(e.in_set.column)} AS DOUBLE) IN ({', '.join(_literal(v) for v in values)})"
+        return f"CAST({_ident(e.in_set.column)} AS VARCHAR) IN ({', '.join(_literal(str(v)) for v in values)})"
     if e.between is not None:
         b, col = e.between, _ident(e.between.column)
         lo, hi = (">", "<") if b.exclusive else (">=", "<=")
@@ -133,7 +137,8 @@ def apply_expectations(
     Quarantined rows carry ``_rule`` (the first failing drop rule), ``_failed_rules`` and ``_reason``.
     Raises QualityError when a ``fail`` rule has any failing row; conservation is checked before returning.
     """
-    flagged = flag_rows(table, expectations, refs)
+    # Materialized once: the counts, the split and the conservation check then scan it instead of recomputing.
+    flagged = flag_rows(table, expectations, refs).cache()
     aggs = {"__n": flagged.count()}
     for e in expectations:
         aggs[e.name] = (~flagged[_flag_column(e.name)]).sum().coalesce(0)

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
         default_factory=list, description="API keys of the prediction service (JSON list in GOLDGATE_API_KEYS)."
     )
     log_level: str = "INFO"
+    duckdb_memory_limit: str = Field(default="4GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+    alert_webhook_url: SecretStr | None = Field(
+        default=None, description="Alert webhook (JSON POST) when the use case names none; never logged."
+    )
     serve_poll_seconds: float = Field(
         default=10.0, gt=0, description="How often the prediction service checks whether the alias moved."
     )

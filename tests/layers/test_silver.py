@@ -106,3 +106,9 @@ def test_dedupe_within_one_batch_keeps_the_first_line(con: Any) -> None:
     wide = bronze(con, [("2024-01-03", "1.09", "N/A"), ("2024-01-03", "1.50", "N/A")])
     out = dedupe_latest(melt_rates(wide)).to_pyarrow().to_pylist()
     assert [(r["currency"], r["rate"]) for r in out] == [("USD", 1.09)]
+
+
+@pytest.mark.parametrize("spelling", ["N/A", "n/a", "NULL", "null", "None", "NaN", "", "  "])
+def test_missing_spellings_are_not_rows_in_any_case(con: Any, spelling: str) -> None:
+    wide = bronze(con, [("2024-01-03", spelling, "155.0")], batch=f"m{abs(hash(spelling))}")
+    assert [r["currency"] for r in long_rows(melt_rates(wide))] == ["JPY"]

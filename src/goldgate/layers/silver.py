@@ -9,7 +9,7 @@ import ibis.expr.types as ir
 import ibis.selectors as s
 
 _ALIASES = itertools.count()
-MISSING = ("N/A", "", "NA", "null", "NULL")
+MISSING = ("n/a", "", "na", "null", "none", "nan")  # compared lower-case
 
 
 def melt_rates(bronze: ir.Table) -> ir.Table:
@@ -18,7 +18,7 @@ def melt_rates(bronze: ir.Table) -> ir.Table:
     Cells spelled as missing (``N/A``, empty) mean "no fixing that day" and produce no row.
     """
     long = bronze.pivot_longer(~s.cols("Date") & ~s.startswith("_"), names_to="currency", values_to="raw_value")
-    long = long.filter(long.raw_value.notnull() & ~long.raw_value.strip().isin(MISSING))
+    long = long.filter(long.raw_value.notnull() & ~long.raw_value.strip().lower().isin(MISSING))
     typed = long.select(
         raw_date=long.Date,
         currency=long.currency.strip(),
