@@ -37,5 +37,10 @@ lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
 	  --python-platform x86_64-unknown-linux-gnu --no-header -o requirements.lock
 
+# Benchmarks write docs/benchmarks.md and benchmarks/results/; they take minutes, never part of `make test`.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/layers.py --sizes 100000 1000000 10000000 --repeat 3
+	$(BIN)/python benchmarks/serving.py --workspace $(CURDIR)/workspace
+
 clean:
 	rm -rf $(VENV) workspace .pytest_cache .mypy_cache .ruff_cache coverage.xml .coverage

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -47,7 +48,8 @@ def run_once(rows: int, scratch: Path) -> dict[str, float]:
     usecase = _usecase(workspace)
     child = (
         "import json, sys, time, resource\n"
-        "from goldgate.context import Context\nfrom goldgate.dag import get_step\nfrom goldgate.runner import run_step\n"
+        "from goldgate.context import Context\nfrom goldgate.dag import get_step\n"
+        "from goldgate.runner import run_step\n"
         "from goldgate.settings import load_settings\nfrom goldgate.usecase import load_usecase\n"
         "import goldgate.pipeline  # start-up imports are not the steps' cost\n"
         f"ctx = Context(load_settings(workspace={str(workspace)!r}), load_usecase({str(usecase)!r}), "
@@ -79,14 +81,58 @@ def main() -> None:
         runs = [run_once(size, args.scratch) for _ in range(args.repeat)]
         steps = {s: statistics.median(r[s] for r in runs) for s in STEPS}
         total = sum(steps.values())
-        summary.append({
-            "rows": runs[0]["rows"], "repeat": args.repeat, "seconds": steps, "total_seconds": total,
-            "rows_per_second": runs[0]["rows"] / total,
-            "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in runs),
-        })
-        print(json.dumps(summary[-1]))  # noqa: T201 - progress on the command line
+        summary.append(
+            {
+                "rows": runs[0]["rows"],
+                "repeat": args.repeat,
+                "seconds": steps,
+                "total_seconds": total,
+                "rows_per_second": runs[0]["rows"] / total,
+                "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in runs),
+            }
+        )
+        print(json.dumps(summary[-1]))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "layers.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_section(DOC, render(summary))
+
+
+START, END = "<!-- layers:start -->", "<!-- layers:end -->"
+DOC = HERE.parent / "docs" / "benchmarks.md"
+
+
+def render(summary: list[dict[str, Any]]) -> str:
+    """The Markdown section: seconds per step, rows/s and peak RSS per size."""
+    lines = [
+        START,
+        "## Data layers: ingest → silver → gold → features",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with `.venv/bin/python benchmarks/layers.py` "
+        "on 2 CPUs; a synthetic ECB-format wide file (random-walk rates), each size in a fresh process, median of "
+        f"{summary[0]['repeat']} runs. Rows are long rows (currency x day).",
+        "",
+        "| rows | ingest s | silver s | gold s | features s | total s | rows/s | peak RSS MB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in summary:
+        s = r["seconds"]
+        lines.append(
+            f"| {r['rows']:,} | {s['ingest']:.2f} | {s['silver']:.2f} | {s['gold']:.2f} | {s['features']:.2f} "
+            f"| {r['total_seconds']:.2f} | {r['rows_per_second']:,.0f} | {r['peak_rss_mb']:,.0f} |"
+        )
+    lines += ["", "Raw figures: `benchmarks/results/layers.json`.", END]
+    return "\n".join(lines)
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace this benchmark's section between its markers (or append it), leaving the rest alone."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if START in text and END in text:
+        before, rest = text.split(START, 1)
+        text = before + section + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     rows = write_ecb_file(args.out, args.currencies, args.days)
-    print(f"{args.out}: {rows:,} long rows")  # noqa: T201 - command-line output
+    print(f"{args.out}: {rows:,} long rows")
 
 
 if __name__ == "__main__":

@@ -38,8 +38,10 @@ def direct_psi(reference: np.ndarray, current: np.ndarray, edges: np.ndarray, ep
 
 def test_profile_holds_decile_edges_shares_and_moments(reference: np.ndarray, profile: dict) -> None:
     assert len(profile["edges"]) == BINS - 1
-    np.testing.assert_allclose(profile["edges"], np.quantile(reference, np.linspace(0.1, 0.9, 9)))
-    np.testing.assert_allclose(profile["shares"], np.full(BINS, 0.1), atol=1e-3)
+    # The PSI edges are the reference deciles snapped to the monitoring grid (at most half a cell away).
+    half_cell = 0.5 / profile["grid"]["inv"]
+    np.testing.assert_allclose(profile["edges"], np.quantile(reference, np.linspace(0.1, 0.9, 9)), atol=half_cell)
+    np.testing.assert_allclose(profile["shares"], np.full(BINS, 0.1), atol=3e-3)
     assert sum(profile["shares"]) == pytest.approx(1.0)
     assert len(profile["quantiles"]) == 100
     assert profile["mean"] == pytest.approx(reference.mean())
@@ -129,3 +131,65 @@ def test_drift_rows_flag_a_shifted_feature_only(reference: np.ndarray) -> None:
 def test_drift_rows_skip_features_without_values(reference: np.ndarray) -> None:
     profile = build_reference_profile(pd.DataFrame({"x": reference}), ["x"], BINS)
     assert drift_rows(profile, pd.DataFrame({"x": [np.nan, np.nan]}), 0.2, 0.5) == []
+
+
+def test_histograms_agree_with_the_raw_value_functions(reference: np.ndarray, profile: dict) -> None:
+    from goldgate.monitor import numeric_drift, numeric_histogram
+
+    current = normal(15, mean=0.4, n=3000)
+    thresholds = dict.fromkeys(("psi", "wasserstein", "ks", "missing_rate", "out_of_range"), 0.2)
+    rows = {
+        r.statistic: r for r in numeric_drift("x", profile, numeric_histogram(current, profile["grid"]), thresholds)
+    }
+    assert rows["psi"].value == pytest.approx(psi(profile, current), rel=1e-12)
+    # two estimators of the same distance: quantile levels vs exact per-cell CDF integral
+    assert rows["wasserstein"].value == pytest.approx(wasserstein(profile, current), rel=0.05)
+    assert rows["missing_rate"].value == 0.0
+
+
+def test_missing_values_are_profiled_and_their_change_measured() -> None:
+    from goldgate.monitor import Histogram, missing_rate_change
+
+    values = normal(16, n=1000)
+    values[:100] = np.nan
+    p = profile_feature(values, BINS)
+    assert p["missing_rate"] == pytest.approx(0.1)
+    assert missing_rate_change(p, Histogram(counts={0: 70}, missing=30)) == pytest.approx(0.2)
+
+
+def test_categorical_profile_pools_rare_categories() -> None:
+    from goldgate.monitor import OTHER, profile_categorical
+
+    values = ["a"] * 50 + ["b"] * 30 + ["c"] * 15 + ["d"] * 5 + [None] * 10
+    p = profile_categorical(values, max_categories=2)
+    assert p["categories"] == pytest.approx({"a": 50 / 100, "b": 30 / 100, OTHER: 20 / 100})
+    assert p["missing_rate"] == pytest.approx(10 / 110)
+    frame = pd.DataFrame({"seg": values, "x": np.arange(110, dtype="float64")})
+    built = build_reference_profile(frame, ["seg", "x"], BINS)
+    assert built["features"]["seg"]["kind"] == "categorical"
+    assert built["features"]["x"]["kind"] == "numeric"
+
+
+def test_prediction_profiles_are_keyed_by_run() -> None:
+    from types import SimpleNamespace
+
+    from goldgate.monitor import prediction_profiles
+
+    class Doubler:
+        def predict(self, x: pd.DataFrame) -> np.ndarray:
+            return x["a"].to_numpy() * 2
+
+    frame = pd.DataFrame({"a": normal(17, n=500)})
+    runs = [
+        SimpleNamespace(run_id="r1", estimator=Doubler(), inputs=["a"]),
+        SimpleNamespace(run_id="r2", estimator=None, inputs=[]),
+    ]
+    profiles = prediction_profiles(frame, runs, BINS)
+    assert list(profiles) == ["r1"]
+    assert profiles["r1"]["mean"] == pytest.approx(2 * frame["a"].mean())
+
+
+def test_a_profile_without_a_grid_still_gives_psi(reference: np.ndarray) -> None:
+    edges = np.quantile(reference, np.linspace(0, 1, BINS + 1)[1:-1])
+    old = {"edges": edges.tolist(), "shares": [0.1] * BINS, "quantiles": [], "std": 1.0}
+    assert psi(old, reference) == pytest.approx(0.0, abs=1e-3)

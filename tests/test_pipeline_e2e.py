@@ -138,7 +138,7 @@ def test_training_runs_are_tagged_with_their_data_version(two_runs: dict[str, An
 
 def test_drift_is_recorded_per_feature(two_runs: dict[str, Any]) -> None:
     drift = _frame(two_runs["workspace"], "ops.drift")
-    assert set(drift["statistic"]) == {"psi", "wasserstein"}
+    assert set(drift["statistic"]) == {"psi", "wasserstein", "ks", "missing_rate", "out_of_range"}
     assert "month" not in set(drift["feature"])  # calendar features are excluded from drift
     assert {"rv_5", "rv_20", "ret"} <= set(drift["feature"])
     assert two_runs["first"]["drift"]["window"][0] <= two_runs["first"]["drift"]["window"][1]

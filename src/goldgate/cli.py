@@ -373,5 +373,58 @@ def serve(
         _fail(f"serve: {exc}")
 
 
+@app.command()
+def monitor(
+    usecase: UseCaseOpt = "fx",
+    workspace: WorkspaceOpt = None,
+    retrain_on_alert: Annotated[
+        bool,
+        typer.Option("--retrain-on-alert", help="On a fired alert: train -> evaluate -> gate -> register (same gate)."),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="With --retrain-on-alert: gate without promoting.")
+    ] = False,
+    summary_json: Annotated[
+        Path | None, typer.Option("--summary-json", help="Write the monitoring result here.")
+    ] = None,
+) -> None:
+    """Drift, performance (late labels) and alerts for the champion; optionally retrain through the gate."""
+    from goldgate.loop import run_monitor
+    from goldgate.summary import write_summary as write_json
+
+    ctx = _context(usecase, workspace, None, dry_run=dry_run)
+    try:
+        result = run_monitor(ctx, retrain_on_alert=retrain_on_alert)
+    except StepFailedError as exc:
+        _fail(str(exc))
+    except Exception as exc:
+        _fail(f"step monitor failed: {exc}")
+    if summary_json:
+        write_json(result, summary_json)
+    out = Console()
+    if "window" not in result:
+        out.print(f"monitor: {result.get('note', 'nothing to monitor')}")
+        return
+    drifted = result["features_drifted"]
+    out.print(f"window: {result['window'][0]} .. {result['window'][1]} (champion v{result['model_version']})")
+    out.print(f"drift: {len(drifted)} feature(s) drifted {drifted if drifted else ''}".rstrip())
+    out.print(f"prediction drift: {'yes' if result['prediction_drifted'] else 'no'}")
+    for p in result["performance"]:
+        if p["source"] == "backfill":
+            out.print(
+                f"performance ({p['window_start']}..{p['window_end']}, {p['rows']} rows): "
+                f"{p['metric']} {p['value']:.5f}"
+            )
+    for a in result["alerts"]:
+        out.print(
+            f"alert {a['status']}: {a['rule']} {a['subject']} {a['statistic']}={a['value']:.4g} -> {a['runbook']}"
+        )
+    if result.get("retrain"):
+        r = result["retrain"]
+        out.print(f"retrain: {r['decision']} (run {r['training_run_id'][:12]}) — {r['reason']}")
+    if result.get("report"):
+        out.print(f"report: {result['report']}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

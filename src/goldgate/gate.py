@@ -105,13 +105,17 @@ def decide(evaluation: Evaluation, policy: Gate, min_fold_wins: int, facts: Gate
     vs_base = evaluation.comparison(cand.model, "baseline")
     criteria = _beats("baseline", vs_base, policy.margin, "no baseline score")
     wins = vs_base.fold_wins if vs_base else 0
+    shared = len(vs_base.folds) if vs_base else 0
+    # A registered version is only scored on folds it has not seen: with fewer shared folds than the policy's
+    # count, it must win every one of them.
+    needed = max(min(min_fold_wins, shared), 1)
     criteria.append(
         Criterion(
             "fold_wins_vs_baseline",
-            wins >= min_fold_wins,
+            wins >= needed,
             float(wins),
-            float(min_fold_wins),
-            f"better than the baseline in {wins} of {len(vs_base.folds) if vs_base else 0} folds",
+            float(needed),
+            f"better than the baseline in {wins} of {shared} folds (needs {needed})",
         )
     )
     champions = evaluation.by_role("champion")

@@ -58,7 +58,7 @@ def check_name(name: str) -> str:
 
 
 class Lake:
-    """Delta tables under ``root``; reads go through DuckDB via Arrow datasets (out of core, no copies)."""
+    """Delta tables under ``root``; reads scan each snapshot's Parquet files with DuckDB (out of core)."""
 
     def __init__(self, root: Path, con: Any) -> None:
         self.root = root
@@ -190,12 +190,13 @@ class Lake:
         """
         if not keys:
             raise LakeError(f"merge into {name} needs at least one key column")
-        if not self.exists(name):
-            table = self._to_arrow(data)
-            self._check_unique(name, table, keys)
-            result = self.write(name, table, inputs=inputs)
-            return WriteResult(name, result.version, inserted=table.num_rows)
         source = data if isinstance(data, ir.Table) else ibis.memtable(self._to_arrow(data))
+        if not self.exists(name):
+            # Materialized by DuckDB (which spills to disk past its memory limit), then streamed to Delta.
+            staged = source.cache()
+            rows = self._check_unique(name, staged, keys)
+            result = self.write(name, staged, inputs=inputs)
+            return WriteResult(name, result.version, inserted=rows)
         current = self.read(name)
         same_schema = list(source.columns) == list(current.columns) and all(
             source.schema()[c] == current.schema()[c] for c in current.columns
@@ -206,15 +207,16 @@ class Lake:
             changed = source.semi_join(delta, keys) if ignore else delta
         else:
             changed = source
-        table = self._to_arrow(changed)
-        if table.num_rows == 0:
+        staged = changed.cache()
+        if self._check_unique(name, staged, keys) == 0:
             return WriteResult(name, self._delta(name).version())
-        self._check_unique(name, table, keys)
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+        # Streamed: nothing else queries this DuckDB connection while delta-rs consumes the batches.
+        stream = staged.to_pyarrow_batches()
         metrics = (
             self._delta(name)
             .merge(
-                table,
+                stream,
                 predicate,
                 source_alias="s",
                 target_alias="t",
@@ -233,12 +235,13 @@ class Lake:
         )
 
     @staticmethod
-    def _check_unique(name: str, table: pa.Table, keys: list[str]) -> None:
-        if table.num_rows == 0:
-            return
-        distinct = table.group_by(keys).aggregate([]).num_rows
-        if distinct != table.num_rows:
+    def _check_unique(name: str, staged: ir.Table, keys: list[str]) -> int:
+        """Row count of a merge source, after checking that no two rows share a key."""
+        rows = int(staged.count().to_pyarrow().as_py())
+        distinct = staged.select(*keys).distinct().count().to_pyarrow().as_py()
+        if int(distinct) != rows:
             raise LakeError(
-                f"merge into {name}: {table.num_rows - distinct} source rows share a key {keys}; "
+                f"merge into {name}: {rows - int(distinct)} source rows share a key {keys}; "
                 "a merge needs one row per key"
             )
+        return rows

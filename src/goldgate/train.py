@@ -39,6 +39,9 @@ class TrainedRun:
     role: str
     model_uri: str
     metrics: dict[str, float] = field(default_factory=dict)
+    # The fitted estimator and its input columns, kept in memory for the prediction profile (not logged).
+    estimator: Any = field(default=None, repr=False, compare=False)
+    inputs: list[str] = field(default_factory=list, repr=False, compare=False)
 
 
 @dataclass
@@ -60,14 +63,19 @@ def model_inputs(spec: ModelSpec, all_features: list[str]) -> list[str]:
 
 
 def prepare_frame(features: pd.DataFrame, usecase: UseCase) -> pd.DataFrame:
-    """Rows where the target and every model input are known, so all models see the same rows."""
+    """Rows where the target and every model input are known, so all models see the same rows.
+
+    Rows are put in (time, entity) order: a parallel scan returns them in any order, and tree learners are
+    only bit-for-bit reproducible on the same rows in the same order.
+    """
     cols = feature_columns(list(features.columns), usecase.target)
     specs = [usecase.models.baseline, *usecase.models.candidates]
     used = sorted({c for m in specs for c in model_inputs(m, cols)})
     missing = [c for c in used if c not in features.columns]
     if missing:
         raise ValueError(f"{usecase.tables.features}: model inputs {missing} are not feature columns")
-    return features.dropna(subset=[*used, usecase.target.name]).reset_index(drop=True)
+    known = features.dropna(subset=[*used, usecase.target.name])
+    return known.sort_values([usecase.time, usecase.entity], kind="stable").reset_index(drop=True)
 
 
 def plan_folds(frame: pd.DataFrame, usecase: UseCase) -> list[Fold]:
@@ -196,7 +204,7 @@ def train_models(
                 mlflow.log_metrics(metrics)
                 info = _log_model(model, X)
                 mlflow.set_tag("goldgate.model_uri", info.model_uri)
-                runs.append(TrainedRun(run.info.run_id, spec.name, role, info.model_uri, metrics))
+                runs.append(TrainedRun(run.info.run_id, spec.name, role, info.model_uri, metrics, model, inputs))
                 log.info("trained %s (%s) on %d rows", spec.name, role, len(X))
     return TrainingResult(parent.info.run_id, folds, dataset_version, runs)
 

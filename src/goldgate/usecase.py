@@ -210,12 +210,105 @@ class Gate(_Strict):
     min_test_rows: int = Field(default=20, ge=1)
 
 
+DRIFT_STATISTICS = ("psi", "wasserstein", "ks", "js", "chi2_pvalue", "missing_rate", "out_of_range")
+PERFORMANCE_METRICS = ("rmse", "mae")
+_RUNBOOKS = {"drift": "drift.md", "performance": "performance-drop.md"}
+
+
+class AlertRule(_Strict):
+    """Fire when ``metric`` is on the worse side of ``threshold`` in ``breaches`` of the last ``windows`` windows
+    (the latest included), at most once per ``cooldown_hours`` for the same rule and subject."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    metric: str = Field(
+        pattern=r"^(drift\.(psi|wasserstein|ks|js|chi2_pvalue|missing_rate|out_of_range)|performance\.(rmse|mae))$",
+        description="drift.<statistic> (per feature, from ops.drift) or performance.<metric> (from ops.performance).",
+    )
+    subjects: list[str] = Field(
+        default_factory=list,
+        description="Features the rule watches ('prediction' for prediction drift); empty: every feature.",
+    )
+    direction: Literal["higher", "lower"] | None = Field(
+        default=None, description="Which side is worse; default: lower for chi2_pvalue, higher otherwise."
+    )
+    threshold: float | None = Field(default=None, description="Default for drift rules: the monitoring threshold.")
+    breaches: int = Field(default=1, ge=1, description="M: windows that must breach...")
+    windows: int = Field(default=1, ge=1, description="...out of the last N windows.")
+    cooldown_hours: float = Field(default=24.0, ge=0, description="No repeat of the same rule and subject before.")
+    severity: Literal["info", "warning", "critical"] = "warning"
+    runbook: str | None = Field(default=None, description="Runbook file under runbook_base (default by metric).")
+    retrain: bool = Field(default=True, description="Whether `goldgate monitor --retrain-on-alert` retrains on it.")
+    source: Literal["backfill", "predictions"] = Field(
+        default="backfill",
+        description="performance rules: the champion's backfill per window, or stored predictions per month.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AlertRule:
+        if self.breaches > self.windows:
+            raise ValueError(f"alert rule '{self.name}': breaches ({self.breaches}) exceeds windows ({self.windows})")
+        if self.family == "performance" and self.threshold is None:
+            raise ValueError(f"alert rule '{self.name}': a performance rule needs a threshold")
+        return self
+
+    @property
+    def family(self) -> str:
+        return self.metric.split(".", 1)[0]
+
+    @property
+    def statistic(self) -> str:
+        return self.metric.split(".", 1)[1]
+
+    @property
+    def worse(self) -> str:
+        return self.direction or ("lower" if self.statistic == "chi2_pvalue" else "higher")
+
+    @property
+    def runbook_file(self) -> str:
+        return self.runbook or _RUNBOOKS[self.family]
+
+
+class WebhookSink(_Strict):
+    url: str | None = Field(
+        default=None, description="Where alerts are POSTed as JSON; None: GOLDGATE_ALERT_WEBHOOK_URL, if set."
+    )
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+
+class AlertSinks(_Strict):
+    console: bool = Field(default=True, description="Log each fired alert (a WARNING line on stderr).")
+    webhook: WebhookSink | None = None
+    apprise: list[str] = Field(
+        default_factory=list, description="Apprise URLs (email, Slack, ...); needs the optional apprise package."
+    )
+
+
+class Alerts(_Strict):
+    rules: list[AlertRule] = Field(
+        default_factory=lambda: [
+            AlertRule(name="feature_psi", metric="drift.psi"),
+            AlertRule(name="feature_wasserstein", metric="drift.wasserstein"),
+        ]
+    )
+    sinks: AlertSinks = Field(default_factory=AlertSinks)
+    runbook_base: str = Field(default="docs/runbook/", description="Prefix of every alert's runbook link.")
+
+
 class Monitoring(_Strict):
     window_days: int = Field(default=60, ge=5)
     bins: int = Field(default=10, ge=2)
+    grid_cells: int = Field(default=1000, ge=10, description="Cells of the reference grid numeric drift is read on.")
+    max_categories: int = Field(default=50, ge=1, description="Categories profiled; rarer ones pool as __other__.")
     psi_threshold: float = 0.2
     wasserstein_threshold: float = Field(
         default=0.5, description="Wasserstein distance in units of the reference standard deviation."
+    )
+    ks_threshold: float = Field(default=0.1, description="Kolmogorov-Smirnov statistic (largest CDF difference).")
+    js_threshold: float = Field(default=0.1, description="Jensen-Shannon distance (base 2) of category shares.")
+    chi2_pvalue_threshold: float = Field(default=0.01, description="Chi-square p-value below which categories drift.")
+    missing_rate_threshold: float = Field(default=0.05, description="Absolute change of the share of missing values.")
+    out_of_range_threshold: float = Field(
+        default=0.05, description="Share of current values outside the reference [min, max]."
     )
     reference_days: int | None = Field(
         default=250, ge=20, description="Drift reference: the last dates of the training window (None: all of it)."
@@ -224,6 +317,16 @@ class Monitoring(_Strict):
         default_factory=lambda: ["day_of_week", "month"],
         description="Features not checked for drift (a short window cannot cover the calendar).",
     )
+    backfill_performance: bool = Field(
+        default=True,
+        description="Score the champion on the window and measure it on the labelled dates it never saw.",
+    )
+    report: bool = Field(default=True, description="Write the HTML drift report and log it to MLflow.")
+    alerts: Alerts = Field(default_factory=Alerts)
+
+    def thresholds(self) -> dict[str, float]:
+        """The drift threshold of every statistic."""
+        return {s: float(getattr(self, f"{s}_threshold")) for s in DRIFT_STATISTICS}
 
 
 class UseCase(_Strict):

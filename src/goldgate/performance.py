@@ -1,0 +1,157 @@
+"""Performance once the labels arrive: predictions joined to the outcomes that became known after them.
+
+Two sources, both written to ``ops.performance`` with ``estimated = false``:
+
+- ``predictions``: the rows the score step stored (``gold.<uc>_predictions``), joined to the feature table on
+  (entity, date = ``as_of``) where the target is now known, aggregated per model version and calendar month of
+  ``as_of``. In fx a label is known 5 fixings after ``as_of``; a month's row appears (and grows) as labels land.
+- ``backfill``: the champion scored on every row of the monitoring window, measured on the labelled dates it
+  never saw while fitting (on or after the first date of its final holdout), as one window.
+
+A label-free estimate is only sound for a calibrated classifier (its expected accuracy is the mean confidence);
+goldgate's use cases are regressions, for which no estimate is recorded (``estimate_note``).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
+
+PERFORMANCE = "ops.performance"
+PERFORMANCE_KEYS = ["model_version", "source", "window_start", "window_end", "metric"]
+NO_ESTIMATE = "no label-free estimate: the model is a regression (an estimate is only sound for calibrated classifiers)"
+
+
+def metric_rows(y: np.ndarray, pred: np.ndarray, metrics: tuple[str, ...] = ("rmse", "mae")) -> dict[str, float]:
+    """rmse / mae of predictions against outcomes."""
+    err = np.asarray(pred, dtype="float64") - np.asarray(y, dtype="float64")
+    out = {"rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err)))}
+    return {m: out[m] for m in metrics}
+
+
+def expected_accuracy(probabilities: np.ndarray) -> float:
+    """Label-free accuracy estimate of a calibrated binary classifier: the mean confidence max(p, 1 - p).
+
+    Sound only when the classifier is calibrated on the current data (the assumption behind confidence-based
+    performance estimation); goldgate does not use it for regressions.
+    """
+    p = np.asarray(probabilities, dtype="float64")
+    return float(np.mean(np.maximum(p, 1 - p)))
+
+
+def _label_rows(features: ir.Table, entity: str, time: str, target: str) -> ir.Table:
+    y = features[target]
+    known = features.filter(y.notnull(), ~y.isnan())
+    return known.select(_e=known[entity].cast("string"), _d=known[time].cast("date"), _y=known[target])
+
+
+def stored_performance(
+    predictions: ir.Table, features: ir.Table, entity: str, time: str, target: str
+) -> list[dict[str, Any]]:
+    """rmse / mae of stored predictions whose outcome is known, per model version and month of ``as_of``."""
+    labels = _label_rows(features, entity, time, target)
+    p = predictions.select(
+        _pe=predictions[entity].cast("string"),
+        _pd=predictions["as_of"].cast("date"),
+        model_version=predictions["model_version"].cast("string"),
+        prediction=predictions["prediction"],
+    )
+    joined = p.join(labels, [p._pe == labels._e, p._pd == labels._d])
+    err = joined.prediction - joined._y
+    agg = joined.group_by(joined.model_version, month=joined._pd.truncate("M")).aggregate(
+        rows=joined.count(), sse=(err * err).sum(), sae=err.abs().sum()
+    )
+    out = []
+    for r in agg.to_pyarrow().to_pylist():
+        month: date = r["month"] if isinstance(r["month"], date) else r["month"].date()
+        nxt = date(month.year + (month.month == 12), month.month % 12 + 1, 1)
+        end = date.fromordinal(nxt.toordinal() - 1)
+        for metric, value in (("rmse", math.sqrt(r["sse"] / r["rows"])), ("mae", r["sae"] / r["rows"])):
+            out.append(
+                {
+                    "model_version": r["model_version"],
+                    "source": "predictions",
+                    "window_start": str(month),
+                    "window_end": str(end),
+                    "metric": metric,
+                    "value": float(value),
+                    "rows": int(r["rows"]),
+                }
+            )
+    return out
+
+
+def backfill_performance(scored: pd.DataFrame, time: str, target: str, since: date | None) -> list[dict[str, Any]]:
+    """rmse / mae of window predictions on labelled rows dated on or after ``since`` (rows the model never fit)."""
+    if scored.empty:
+        return []
+    days = pd.to_datetime(scored[time]).dt.date
+    y = scored[target].astype("float64")
+    mask = y.notna() & np.isfinite(y)
+    if since is not None:
+        mask &= days >= since
+    if not mask.any():
+        return []
+    used = scored[mask]
+    metrics = metric_rows(used[target].to_numpy(), used["prediction"].to_numpy())
+    start, end = str(days[mask].min()), str(days[mask].max())
+    return [
+        {
+            "source": "backfill",
+            "window_start": start,
+            "window_end": end,
+            "metric": m,
+            "value": v,
+            "rows": int(mask.sum()),
+        }
+        for m, v in metrics.items()
+    ]
+
+
+def performance_table(rows: list[dict[str, Any]], model_name: str, model_version: str | None) -> Any:
+    """ops.performance rows as an Arrow table (``model_version`` fills rows that do not name one)."""
+    import pyarrow as pa
+
+    now = datetime.now(UTC)
+    full = [
+        {
+            "model_name": model_name,
+            "model_version": r.get("model_version", model_version),
+            "source": r["source"],
+            "window_start": r["window_start"],
+            "window_end": r["window_end"],
+            "metric": r["metric"],
+            "value": r["value"],
+            "rows": r["rows"],
+            "estimated": False,
+            "computed_at": now,
+        }
+        for r in rows
+    ]
+    schema = pa.schema(
+        [
+            ("model_name", pa.string()),
+            ("model_version", pa.string()),
+            ("source", pa.string()),
+            ("window_start", pa.string()),
+            ("window_end", pa.string()),
+            ("metric", pa.string()),
+            ("value", pa.float64()),
+            ("rows", pa.int64()),
+            ("estimated", pa.bool_()),
+            ("computed_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+    return pa.Table.from_pylist(full, schema=schema)
+
+
+def window_filter(table: ir.Table, time: str, start: date, end: date) -> ir.Table:
+    """Rows of ``table`` dated within [start, end]."""
+    day = table[time].cast("date")
+    return table.filter(day >= ibis.literal(start, type="date"), day <= ibis.literal(end, type="date"))
