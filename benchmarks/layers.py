@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -59,11 +60,12 @@ def run_once(rows: int, scratch: Path) -> dict[str, float]:
         f"for name in {STEPS!r}:\n"
         "    t = time.perf_counter(); run_step(ctx, get_step(name)); out[name] = time.perf_counter() - t\n"
         "out['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
-        "print(json.dumps(out))\n"
+        "print('RESULT ' + json.dumps(out))\n"
     )
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True, timeout=3600)
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    line = next(x for x in reversed(proc.stdout.splitlines()) if x.startswith("RESULT "))
+    result = json.loads(line.removeprefix("RESULT "))
     result["wall"] = time.perf_counter() - started
     result["rows"] = currencies * days
     return result
@@ -98,6 +100,7 @@ def main() -> None:
 
 
 START, END = "<!-- layers:start -->", "<!-- layers:end -->"
+LOAD_AT_START = ", ".join(f"{x:.2f}" for x in os.getloadavg())
 DOC = HERE.parent / "docs" / "benchmarks.md"
 
 

@@ -500,3 +500,57 @@ def test_without_auth_in_dev_the_service_answers_without_a_key(workspace: dict[s
     with LiveServer(app) as server:
         resp = httpx.post(f"{server.url}/v1/predict", json={"rows": workspace["rows"][:1]})
     assert resp.status_code == 200, resp.text
+
+
+# ------------------------------------------------------------------------------------------- load
+
+LOAD_CLIENT = """
+import json, sys, time, threading
+import httpx
+url, key, body, total, seconds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+lat, errors, lock = [], [], threading.Lock()
+deadline = time.monotonic() + seconds
+def worker(n):
+    with httpx.Client(base_url=url, timeout=10, headers={"X-API-Key": key, "Content-Type": "application/json"}) as c:
+        for _ in range(n):
+            if time.monotonic() > deadline:
+                return
+            t = time.perf_counter()
+            try:
+                status = c.post("/v1/predict", content=body).status_code
+            except httpx.HTTPError as exc:
+                status = repr(exc)
+            with lock:
+                lat.append((time.perf_counter() - t) * 1000)
+                if status != 200:
+                    errors.append(status)
+threads = [threading.Thread(target=worker, args=(total // 4,)) for _ in range(4)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+lat.sort()
+p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]
+print(json.dumps({"requests": len(lat), "errors": len(errors), "p50_ms": p(0.5), "p99_ms": p(0.99)}))
+"""
+
+
+def test_bounded_load_from_a_second_process_has_no_errors(live: LiveServer, workspace: dict[str, Any]) -> None:
+    """400 single-row requests from 4 client threads in another process, at most 30 s: zero errors, p99 kept."""
+    import json
+    import subprocess
+    import sys
+
+    body = json.dumps({"rows": workspace["rows"][:1]})
+    proc = subprocess.run(
+        [sys.executable, "-c", LOAD_CLIENT, live.url, KEY, body, "400", "30"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = Path(__file__).resolve().parents[1] / "test-artifacts" / "load.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    assert result["errors"] == 0, result
+    assert result["requests"] >= 100, result  # the 30 s bound did not cut the run short to nothing
+    assert 0 < result["p50_ms"] <= result["p99_ms"]

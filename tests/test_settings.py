@@ -37,7 +37,7 @@ def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 
 def test_dotenv_file_is_read_and_environment_wins_over_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    (tmp_path / ".env").write_text("GOLDGATE_ENV=staging\nGOLDGATE_WORKSPACE=from_dotenv\n")
+    (tmp_path / ".env").write_text("GOLDGATE_ENV=staging\nGOLDGATE_WORKSPACE=from_dotenv\n")  # pragma: allowlist secret
     assert load_settings().env == "staging"
     assert load_settings().workspace == Path("from_dotenv")
     monkeypatch.setenv("GOLDGATE_ENV", "prod")

@@ -7,6 +7,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +23,7 @@ from goldgate.runner import StepFailedError, run_pipeline, run_step
 from goldgate.settings import Settings, load_settings
 from goldgate.summary import print_summary, print_tables, table_versions, write_summary
 from goldgate.usecase import UseCaseError, load_usecase
+from goldgate.workspace_lock import WorkspaceBusyError, workspace_lock
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="goldgate: raw data to a monitored model.")
 console = Console(stderr=True)
@@ -63,6 +66,16 @@ def _fail(message: str) -> typer.Exit:
     raise typer.Exit(code=1)
 
 
+@contextmanager
+def _exclusive(ctx: Context, wait: float = 0.0) -> Iterator[None]:
+    """Hold the workspace lock for a writing command; a busy workspace is a one-line error (exit 1)."""
+    try:
+        with workspace_lock(ctx.settings.workspace_dir, wait):
+            yield
+    except WorkspaceBusyError as exc:
+        _fail(str(exc))
+
+
 @app.command()
 def run(
     usecase: UseCaseOpt = "fx",
@@ -71,11 +84,15 @@ def run(
     engine: EngineOpt = None,
     summary_json: Annotated[Path | None, typer.Option("--summary-json", help="Write the run summary here.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report the gate decision without promoting.")] = False,
+    wait: Annotated[
+        float, typer.Option("--wait", min=0, help="Seconds to wait for a busy workspace (default: fail at once).")
+    ] = 0.0,
 ) -> None:
     """Run the whole loop: ingest -> ... -> monitor."""
     ctx = _context(usecase, workspace, engine, source, dry_run)
     try:
-        summary = run_pipeline(ctx, console)
+        with _exclusive(ctx, wait):
+            summary = run_pipeline(ctx, console)
     except StepFailedError as exc:
         _fail(str(exc))
     if summary_json:
@@ -99,7 +116,8 @@ def step(
         _fail(str(exc.args[0]))
     ctx = _context(usecase, workspace, engine, source, dry_run)
     try:
-        result = run_step(ctx, chosen)
+        with _exclusive(ctx):
+            result = run_step(ctx, chosen)
     except StepFailedError as exc:
         _fail(str(exc))
     console.print(f"{name}: {_short(result)}", highlight=False, soft_wrap=True)
@@ -242,7 +260,10 @@ def promote(
 
     ctx = _context(usecase, workspace, None)
     try:
-        decision = promote_version(ctx, version, force, reason)
+        with _exclusive(ctx):
+            decision = promote_version(ctx, version, force, reason)
+    except typer.Exit:
+        raise
     except Exception as exc:
         _fail(f"promote: {exc}")
     typer.echo(render_markdown(decision))
@@ -262,9 +283,10 @@ def rollback(
     ctx = _context(usecase, workspace, None)
     ctx.experiment_id  # noqa: B018 - configures MLflow for this workspace
     try:
-        old, new = rollback_champion(
-            ctx.lake, ctx.usecase.models.registered_name, ctx.usecase.name, ctx.settings.owner, reason or "rollback"
-        )
+        with _exclusive(ctx):
+            old, new = rollback_champion(
+                ctx.lake, ctx.usecase.models.registered_name, ctx.usecase.name, ctx.settings.owner, reason or "rollback"
+            )
     except LookupError as exc:
         _fail(f"rollback: {exc.args[0]}")
     console.print(f"{ctx.usecase.models.registered_name}: champion v{old} -> v{new}")
@@ -336,8 +358,11 @@ def score_cmd(
 
     ctx = _context(usecase, workspace, None)
     try:
-        ctx.mlflow_client()
-        result = score_step(ctx, as_of=as_of.date() if as_of else None, alias=alias)
+        with _exclusive(ctx):
+            ctx.mlflow_client()
+            result = score_step(ctx, as_of=as_of.date() if as_of else None, alias=alias)
+    except typer.Exit:
+        raise
     except Exception as exc:
         _fail(f"score: {exc}")
     console.print(f"score: {_short(result)}", highlight=False, soft_wrap=True)
@@ -394,7 +419,10 @@ def monitor(
 
     ctx = _context(usecase, workspace, None, dry_run=dry_run)
     try:
-        result = run_monitor(ctx, retrain_on_alert=retrain_on_alert)
+        with _exclusive(ctx):
+            result = run_monitor(ctx, retrain_on_alert=retrain_on_alert)
+    except typer.Exit:
+        raise
     except StepFailedError as exc:
         _fail(str(exc))
     except Exception as exc:

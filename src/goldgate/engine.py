@@ -18,4 +18,6 @@ def connect(settings: Settings) -> DuckDBBackend:
     con.raw_sql(f"SET temp_directory = '{spill}'")
     # A ceiling, so large batches spill to the workspace instead of growing the process without bound.
     con.raw_sql(f"SET memory_limit = '{settings.duckdb_memory_limit}'")
+    # Long queries would otherwise draw a progress bar on stdout, mixing with goldgate's own output.
+    con.raw_sql("SET enable_progress_bar = false")
     return con

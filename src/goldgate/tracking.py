@@ -23,14 +23,25 @@ def configure_mlflow(settings: Settings) -> str:
 
 
 def experiment_id(settings: Settings, name: str = "goldgate") -> str:
-    """Get or create the experiment, with artifacts under the workspace (not the current directory)."""
+    """Get or create the experiment, with artifacts under the workspace (not the current directory).
+
+    Against a tracking server (``http(s)://``) the server chooses the artifact location (its
+    ``--artifacts-destination``, proxied as ``mlflow-artifacts:/``), so clients on other machines can log too.
+    """
     import mlflow
 
     existing = mlflow.get_experiment_by_name(name)
     if existing is not None:
         return str(existing.experiment_id)
+    if is_remote(settings.resolved_tracking_uri):
+        return str(mlflow.create_experiment(name))
     settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
     return str(mlflow.create_experiment(name, artifact_location=settings.artifacts_dir.as_uri()))
+
+
+def is_remote(tracking_uri: str) -> bool:
+    """Whether the tracking URI names an MLflow tracking server rather than a local store."""
+    return tracking_uri.startswith(("http://", "https://"))
 
 
 @lru_cache(maxsize=1)
