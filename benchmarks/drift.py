@@ -38,6 +38,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from report import write_section  # benchmarks/ is on sys.path when a benchmark runs as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = [f"f{i:02d}" for i in range(20)]
 SHIFTS = {"f00": ("mean", 0.5), "f01": ("scale", 1.5), "f02": ("mean", 1.0)}
@@ -278,18 +280,6 @@ def render(results: dict[str, Any], json_path: str) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, path: Path) -> None:
-    """Replace the drift section of docs/benchmarks.md (creating the file or the section if missing)."""
-    current = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if START in current and END in current:
-        head, rest = current.split(START, 1)
-        _, tail = rest.split(END, 1)
-        current = head + text + tail
-    else:
-        current = current.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(current, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", choices=["goldgate", "evidently"])
@@ -308,7 +298,7 @@ def main() -> None:
     parser.add_argument("--render-only", action="store_true", help="Rewrite the docs section from --json.")
     args = parser.parse_args()
     if args.render_only:
-        write_section(render(json.loads((ROOT / args.json).read_text()), args.json), ROOT / args.docs)
+        write_section(ROOT / args.docs, START, END, render(json.loads((ROOT / args.json).read_text()), args.json))
         return
     if args.child:
         fn = child_goldgate if args.child == "goldgate" else child_evidently
@@ -318,7 +308,7 @@ def main() -> None:
     out = ROOT / args.json
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    write_section(render(results, args.json), ROOT / args.docs)
+    write_section(ROOT / args.docs, START, END, render(results, args.json))
 
 
 if __name__ == "__main__":

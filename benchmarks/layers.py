@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from report import write_section  # benchmarks/ is on sys.path when a benchmark runs as a script
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -96,7 +97,7 @@ def main() -> None:
         print(json.dumps(summary[-1]))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "layers.json").write_text(json.dumps(summary, indent=2) + "\n")
-    write_section(DOC, render(summary))
+    write_section(DOC, START, END, render(summary))
 
 
 START, END = "<!-- layers:start -->", "<!-- layers:end -->"
@@ -125,18 +126,3 @@ def render(summary: list[dict[str, Any]]) -> str:
         )
     lines += ["", "Raw figures: `benchmarks/results/layers.json`.", END]
     return "\n".join(lines)
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section between its markers (or append it), leaving the rest alone."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        text = before + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
-if __name__ == "__main__":
-    main()

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request  # module level: the bare app's annotations are resolved from here
+from report import write_section  # benchmarks/ is on sys.path when a benchmark runs as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -281,18 +282,6 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the serving section between its markers (or append it), leaving the rest of the file alone."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        after = rest.split(END, 1)[1]
-        text = before + section + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def aims(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by = {(r["server"], r["rows"]): r for r in runs}
     out = []
@@ -398,7 +387,7 @@ def main() -> None:
     }
     args.results_dir.mkdir(parents=True, exist_ok=True)
     (args.results_dir / file).write_text(json.dumps(result, indent=2) + "\n")
-    write_section(args.markdown, markdown(result))
+    write_section(args.markdown, START, END, markdown(result))
     log.info("wrote %s and the Serving section of %s", args.results_dir / file, args.markdown)
     for a in result["aims"]:
         log.info("%s (%d row%s): %s — %s", a["aim"], a["rows"], "" if a["rows"] == 1 else "s", a["measured"], a["met"])

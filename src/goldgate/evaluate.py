@@ -369,19 +369,36 @@ def evaluate_version(
     if champion is not None:
         _add_artifact(champion, scorers, frame, days, usecase)
         scores.append(champion)
+    evaluation, predictions = _backtest(
+        frame, folds, scorers, scores, usecase, candidate.run_id, dataset_version, candidate.model
+    )
+    log.info("version backtest over %d folds: %s", len(folds), describe(evaluation))
+    return evaluation, predictions
+
+
+def _backtest(
+    frame: pd.DataFrame,
+    folds: list[Fold],
+    scorers: dict[str, Scorer],
+    scores: list[ModelScore],
+    usecase: UseCase,
+    run_id: str,
+    dataset_version: dict[str, int],
+    rows_of: str,
+) -> tuple[Evaluation, pd.DataFrame]:
+    """Run the scorers over the folds, fill every score and compare candidates; ``rows_of`` names the row count."""
     predictions = run_backtest(frame, folds, scorers, usecase)
     fill_scores(scores, predictions)
     evaluation = Evaluation(
-        training_run_id=candidate.run_id,
+        training_run_id=run_id,
         use_case=usecase.name,
         dataset_version=dataset_version,
         primary_metric=usecase.evaluation.primary_metric,
         folds=[f.as_dict() for f in folds],
-        rows=int((predictions["model"] == candidate.model).sum()) if len(predictions) else 0,
+        rows=int((predictions["model"] == rows_of).sum()) if len(predictions) else 0,
         scores=scores,
         comparisons=compare_all(predictions, scores, usecase),
     )
-    log.info("version backtest over %d folds: %s", len(folds), describe(evaluation))
     return evaluation, predictions
 
 
@@ -434,17 +451,8 @@ def evaluate_training_run(
     if champion is not None:
         _add_artifact(champion, scorers, frame, days, usecase)
         scores.append(champion)
-    predictions = run_backtest(frame, folds, scorers, usecase)
-    fill_scores(scores, predictions)
-    evaluation = Evaluation(
-        training_run_id=run.info.run_id,
-        use_case=usecase.name,
-        dataset_version=dataset_version_of(run),
-        primary_metric=usecase.evaluation.primary_metric,
-        folds=[f.as_dict() for f in folds],
-        rows=len(predictions[predictions["model"] == scores[0].model]) if len(predictions) else 0,
-        scores=scores,
-        comparisons=compare_all(predictions, scores, usecase),
+    evaluation, predictions = _backtest(
+        frame, folds, scorers, scores, usecase, run.info.run_id, dataset_version_of(run), scores[0].model
     )
     log.info("walk-forward over %d folds: %s", len(folds), describe(evaluation))
     return evaluation, predictions
