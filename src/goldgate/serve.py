@@ -694,6 +694,12 @@ def create_app(
         413: {"model": Problem, "description": "Body too large or too many rows."},
     }
 
+    def check_row_limit(count: int, noun: str) -> None:
+        if count > max_rows:
+            raise HTTPException(
+                413, f"{count} {noun} exceed the limit of {max_rows} rows per request (GOLDGATE_SERVE_MAX_ROWS)"
+            )
+
     async def predict(request: Request) -> Response:
         # pydantic-core parses and validates the JSON in one pass (no json.loads + dict walk): the body schema
         # is documented through ``openapi_extra`` below.
@@ -702,10 +708,7 @@ def create_app(
         except ValidationError as exc:
             return _unprocessable(exc.errors(), ("body",))
         rows = body.rows  # type: ignore[attr-defined]
-        if len(rows) > max_rows:
-            raise HTTPException(
-                413, f"{len(rows)} rows exceed the limit of {max_rows} rows per request (GOLDGATE_SERVE_MAX_ROWS)"
-            )
+        check_row_limit(len(rows), "rows")
         served = holder.current  # one read: the whole request uses this version
         assert served is not None
         x = np.array([tuple(r.__dict__.values()) for r in rows], dtype=np.float64).reshape(len(rows), n_inputs)
@@ -752,10 +755,7 @@ def create_app(
             keys: list[str] = keys_model.model_validate_json(await request.body()).keys  # type: ignore[attr-defined]
         except ValidationError as exc:
             return _unprocessable(exc.errors(), ("body",))
-        if len(keys) > max_rows:
-            raise HTTPException(
-                413, f"{len(keys)} keys exceed the limit of {max_rows} rows per request (GOLDGATE_SERVE_MAX_ROWS)"
-            )
+        check_row_limit(len(keys), "keys")
         served, lookup = holder.current, holder.lookup
         feats = lookup.current if lookup else None
         assert served is not None
