@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,3 +36,58 @@ def slice_usecase_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("usecase") / "fx_slice.yaml"
     path.write_text(yaml.safe_dump(slice_usecase_dict(), sort_keys=False))
     return path
+
+
+@dataclass(frozen=True)
+class LoopedWorkspace:
+    """A workspace after one ``goldgate run`` of the slice: its folder, use case file and run summary."""
+
+    workspace: Path
+    usecase_path: Path
+    summary: dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def looped_workspace(tmp_path_factory: pytest.TempPathFactory, slice_usecase_path: Path) -> LoopedWorkspace:
+    """The whole loop once per session through the command line (so ``ops.runs`` records it); read-only for users."""
+    from typer.testing import CliRunner
+
+    from goldgate.cli import app
+
+    workspace = tmp_path_factory.mktemp("looped")
+    out = workspace / "summary.json"
+    args = ["run", "-u", str(slice_usecase_path), "-w", str(workspace), "--summary-json", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return LoopedWorkspace(workspace, slice_usecase_path, json.loads(out.read_text()))
+
+
+def spark_missing() -> str | None:
+    """Why the spark engine cannot run here (no Java, no PySpark), or None when it can."""
+    import importlib.util
+    import shutil
+
+    if shutil.which("java") is None:
+        return "the spark engine needs Java (java not on PATH)"
+    if importlib.util.find_spec("pyspark") is None:
+        return "the spark engine needs pyspark (not installed)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One local SparkSession for the whole test session (its start takes seconds); goldgate reuses it.
+
+    Without Java or PySpark the test fails under CI (``CI=true``) and is skipped elsewhere.
+    """
+    reason = spark_missing()
+    if reason is not None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from goldgate.engine import spark_session
+    from goldgate.settings import Settings
+
+    session = spark_session(Settings(workspace=tmp_path_factory.mktemp("spark"), engine="spark"))
+    yield session
+    session.stop()

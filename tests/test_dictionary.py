@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from goldgate.cli import app
 from goldgate.context import Context
-from goldgate.dictionary import MISSING, render_dictionary
+from goldgate.dictionary import MISSING, describe, render_dictionary
 from goldgate.runner import run_pipeline
 from goldgate.settings import load_settings
 from goldgate.usecase import UseCase, load_usecase
@@ -128,3 +128,29 @@ def test_committed_dictionary_describes_every_column() -> None:
     assert committed, "no table sections found"
     undescribed = [f"{t}.{c}" for t, cols in committed.items() for c, d in cols.items() if d in ("", MISSING)]
     assert undescribed == []
+
+
+COMMITTED_CRM = COMMITTED.with_name("data_dictionary_crm.md")
+
+
+def _crm_tables() -> list[str]:
+    """Every table the crm use case names, its ``tables.extra`` included."""
+    named = load_usecase("crm").tables.model_dump()
+    extra = named.pop("extra")
+    return [*named.values(), *extra.values()]
+
+
+def test_committed_crm_dictionary_has_every_crm_table_and_describes_every_column() -> None:
+    committed = sections(COMMITTED_CRM.read_text(encoding="utf-8"))
+    absent = [t for t in _crm_tables() if t not in committed]
+    assert absent == [], f"{absent} not in {COMMITTED_CRM.name}"
+    undescribed = [f"{t}.{c}" for t, cols in committed.items() for c, d in cols.items() if d in ("", MISSING)]
+    assert undescribed == []
+
+
+def test_committed_crm_dictionary_matches_the_yaml() -> None:
+    """The crm tables' descriptions in the committed file are the YAML's current ones (regenerate after edits)."""
+    uc = load_usecase("crm")
+    committed = sections(COMMITTED_CRM.read_text(encoding="utf-8"))
+    stale = [f"{t}.{c}" for t in _crm_tables() for c, text in committed[t].items() if text != describe(t, c, uc)]
+    assert stale == [], f"regenerate with: goldgate dictionary --usecase crm --out docs/{COMMITTED_CRM.name}"

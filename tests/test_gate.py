@@ -350,3 +350,41 @@ def test_never_promotes_a_candidate_not_better_than_the_champion(
     if decision.promoted:
         assert decision.candidate is not None
         assert decision.candidate["metrics"][primary] == best
+
+
+def classifier_evaluation(candidate_ece: float, rival_ece: float) -> Evaluation:
+    comp = comparison("lightgbm", "baseline", 0.10, 0.12, metric="brier")
+    comp.candidate_ece, comp.rival_ece = candidate_ece, rival_ece
+    ev = evaluation(
+        [score("prior_rate", "baseline", brier=0.12), score("lightgbm", "candidate", brier=0.10)], [comp], "brier"
+    )
+    ev.task = "classification"
+    return ev
+
+
+def test_a_classifier_must_not_be_worse_calibrated_than_its_rival() -> None:
+    policy = Gate(margin=0.01, latency_budget_ms=50, ece_tolerance=0.01)
+    good = decide(classifier_evaluation(0.03, 0.025), policy, WINS, CLEAN)
+    assert good.promoted, good.reason
+    criterion = next(c for c in good.criteria if c.name == "calibration_vs_baseline")
+    assert criterion.value == pytest.approx(0.03)
+    assert criterion.threshold == pytest.approx(0.035)
+    bad = decide(classifier_evaluation(0.09, 0.025), policy, WINS, CLEAN)
+    assert not bad.promoted
+    assert "calibration_vs_baseline" in bad.reason
+
+
+def test_calibration_that_cannot_be_checked_fails() -> None:
+    ev = classifier_evaluation(0.03, 0.03)
+    ev.comparisons[0].candidate_ece = None
+    decision = decide(ev, Gate(margin=0.01, latency_budget_ms=50), WINS, CLEAN)
+    assert not decision.promoted
+    assert "calibration_vs_baseline" in decision.reason
+
+
+def test_regression_gates_have_no_calibration_criterion() -> None:
+    ev = evaluation(
+        [score("persistence", "baseline", rmse=0.05), score("lgbm", "candidate", rmse=0.04)],
+        [comparison("lgbm", "baseline", 0.04, 0.05)],
+    )
+    assert not any(c.name.startswith("calibration") for c in decide(ev, POLICY, WINS, CLEAN).criteria)

@@ -189,3 +189,38 @@ def test_tables_lists_logical_names(lake: Lake) -> None:
         lake.write(name, kv([1], ["a"]))
     (lake.root / "gold" / "not_a_table").mkdir()
     assert lake.tables() == ["gold.a", "ops.c", "silver.a", "silver.b"]
+
+
+def test_merge_with_delete_missing_drops_rows_the_source_no_longer_has(lake: Lake) -> None:
+    lake.merge("gold.t", pa.table({"k": [1, 2, 3], "v": [1.0, 2.0, 3.0]}), keys=["k"])
+    before = lake.version("gold.t")
+    kept = lake.merge("gold.t", pa.table({"k": [1, 2, 3], "v": [1.0, 2.0, 3.0]}), keys=["k"], delete_missing=True)
+    assert kept.version == before  # nothing missing, nothing changed: no commit
+    assert not kept.changed
+    result = lake.merge("gold.t", pa.table({"k": [1, 3], "v": [1.0, 30.0]}), keys=["k"], delete_missing=True)
+    assert (result.deleted, result.updated, result.inserted) == (1, 1, 0)
+    rows = sorted(lake.read("gold.t").to_pyarrow().to_pylist(), key=lambda r: r["k"])
+    assert rows == [{"k": 1, "v": 1.0}, {"k": 3, "v": 30.0}]
+    # Without the flag, a merge never deletes.
+    lake.merge("gold.t", pa.table({"k": [1], "v": [1.0]}), keys=["k"])
+    assert lake.rows("gold.t") == 2
+
+
+@pytest.mark.parametrize("how", ["merge", "write"])
+def test_streamed_expressions_keep_their_values_when_duckdb_types_differ_from_ibis(lake: Lake, how: str) -> None:
+    # Ibis types date.month() as int32, DuckDB computes a BIGINT: the stream must not reinterpret the buffers.
+    days = pa.table(
+        {"k": pa.array(range(300), pa.int64()), "d": pa.array([f"2024-{m:02d}-15" for m in range(1, 13)] * 25)}
+    )
+    expr = lake.con.create_table("days", days).mutate(month=ibis._.d.cast("date").month())
+    (lake.merge("gold.m", expr, keys=["k"]) if how == "merge" else lake.write("gold.m", expr))
+    got = lake.read("gold.m").to_pyarrow()
+    assert got.schema.field("month").type == pa.int32()
+    assert got.column("month").to_pylist() == [int(d[5:7]) for d in got.column("d").to_pylist()]
+
+
+def test_a_new_table_from_an_expression_with_duplicate_keys_is_not_created(lake: Lake) -> None:
+    expr = lake.con.create_table("dups", pa.table({"k": [1, 2, 2], "v": ["a", "b", "c"]}))
+    with pytest.raises(LakeError, match="share a key"):
+        lake.merge("gold.dups", expr, keys=["k"])
+    assert not lake.exists("gold.dups")

@@ -179,3 +179,45 @@ def test_cross_field_rules(section: str, changes: dict[str, Any], message: str) 
     data[section].update(changes)
     with pytest.raises(UseCaseError, match=message):
         parse_usecase(data)
+
+
+def crm_dict() -> dict[str, Any]:
+    text = (resources.files("goldgate") / "usecases" / "crm.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def test_bundled_crm_is_a_classification_on_monthly_snapshots() -> None:
+    uc = load_usecase("crm")
+    assert uc.task == "classification"
+    assert uc.features.kind == "deal_snapshots"
+    assert uc.evaluation.primary_metric == "brier"
+    assert uc.target.unit == "days"
+    assert uc.gap == 1  # the label end date purges overlapping training rows; one date still separates windows
+
+
+def test_a_metric_that_does_not_fit_the_task_is_rejected() -> None:
+    data = crm_dict()
+    data["evaluation"]["primary_metric"] = "rmse"
+    with pytest.raises(UseCaseError, match="does not fit task 'classification'"):
+        parse_usecase(data)
+
+
+def test_ecb_slicing_keys_are_rejected_on_a_crm_source() -> None:
+    data = crm_dict()
+    data["source"]["currencies"] = ["USD"]
+    with pytest.raises(UseCaseError, match="apply to kind ecb_fx only"):
+        parse_usecase(data)
+
+
+def test_features_of_the_wrong_family_are_named() -> None:
+    data = crm_dict()
+    data["features"] = {"return_lags": [1]}
+    with pytest.raises(UseCaseError, match=r"key 'features\.return_lags': unknown key"):
+        parse_usecase(data)
+
+
+def test_a_mapping_needs_values_or_a_reference() -> None:
+    data = crm_dict()
+    data["mappings"] = [{"column": "product"}]
+    with pytest.raises(UseCaseError, match="needs values, a reference, or both"):
+        parse_usecase(data)

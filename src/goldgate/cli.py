@@ -10,8 +10,9 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -36,7 +37,14 @@ WorkspaceOpt = Annotated[
 SourceOpt = Annotated[
     str | None, typer.Option("--source", "-s", help="Explicit source file or folder (default: bundled data).")
 ]
-EngineOpt = Annotated[str | None, typer.Option("--engine", help="duckdb (default) (env GOLDGATE_ENGINE).")]
+EngineOpt = Annotated[str | None, typer.Option("--engine", help="duckdb (default) or spark (env GOLDGATE_ENGINE).")]
+
+
+class Orchestrator(StrEnum):
+    """Where ``goldgate run`` executes the DAG."""
+
+    local = "local"  # in this process, no server (the default; see ADR 0003)
+    prefect = "prefect"  # a Prefect flow, one task per step, retries and time limits from the use case
 
 
 def _setup_logging(level: str) -> None:
@@ -55,8 +63,6 @@ def _context(
         uc = load_usecase(usecase)
     except (UseCaseError, ValueError) as exc:
         _fail(str(exc))
-    if settings.engine != "duckdb":
-        _fail(f"engine '{settings.engine}' is not available in this build; use duckdb")
     _setup_logging(settings.log_level)
     return Context(settings=settings, usecase=uc, source=source, dry_run=dry_run)
 
@@ -87,17 +93,54 @@ def run(
     wait: Annotated[
         float, typer.Option("--wait", min=0, help="Seconds to wait for a busy workspace (default: fail at once).")
     ] = 0.0,
+    orchestrator: Annotated[
+        Orchestrator,
+        typer.Option("--orchestrator", help="local: in this process; prefect: as a Prefect flow (slower start)."),
+    ] = Orchestrator.local,
 ) -> None:
     """Run the whole loop: ingest -> ... -> monitor."""
+    from goldgate.runlog import record_outcome, utc_now
+
     ctx = _context(usecase, workspace, engine, source, dry_run)
+    if orchestrator is Orchestrator.prefect:
+        summary = _run_on_prefect(ctx, usecase, wait)
+        if summary_json:
+            write_summary(summary, summary_json)
+        print_summary(summary, Console())
+        return
     try:
         with _exclusive(ctx, wait):
-            summary = run_pipeline(ctx, console)
+            started = utc_now()
+            try:
+                summary = run_pipeline(ctx, console)
+            except StepFailedError as exc:
+                record_outcome(ctx, started, error=str(exc))  # one ops.runs row per run, failed ones too
+                raise
+            record_outcome(ctx, started, summary=summary)
     except StepFailedError as exc:
         _fail(str(exc))
     if summary_json:
         write_summary(summary, summary_json)
     print_summary(summary, Console())
+
+
+def _run_on_prefect(ctx: Context, usecase: str, wait: float) -> dict[str, Any]:
+    """The loop as a Prefect flow run; the flow holds the workspace lock and records the run itself."""
+    from goldgate.orchestration.prefect_flow import FlowParameters, run_flow
+
+    params = FlowParameters(
+        usecase=usecase,
+        workspace=str(ctx.settings.workspace_dir),
+        source=ctx.source,
+        engine=ctx.settings.engine,
+        dry_run=ctx.dry_run,
+        lock_wait_seconds=wait,
+    )
+    try:
+        summary = run_flow(params)
+    except (StepFailedError, WorkspaceBusyError) as exc:
+        _fail(str(exc))
+    return summary
 
 
 @app.command()
@@ -215,6 +258,31 @@ def gate_show(
     except Exception as exc:
         _fail(f"gate show: no gate decision found ({exc})")
     typer.echo(render_markdown(GateDecision.from_dict(record)))
+
+
+generate_app = typer.Typer(no_args_is_help=True, help="Generate synthetic source data.")
+app.add_typer(generate_app, name="generate")
+
+
+@generate_app.command("crm")
+def generate_crm_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the four CSVs into.")],
+    rows: Annotated[int, typer.Option("--rows", min=1, help="Opportunities in sales_pipeline.csv.")] = 8800,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same bytes).")] = 42,
+    clean: Annotated[bool, typer.Option("--clean", help="No dirt: no typos, CRLF, BOM, repeats, bad dates.")] = False,
+) -> None:
+    """Write a synthetic CRM export in the Maven "CRM Sales Opportunities" CSV layout."""
+    from goldgate.sources.crm_synthetic import Dirt, generate_crm
+
+    try:
+        _setup_logging(load_settings().log_level)
+    except ValueError as exc:
+        _fail(str(exc))
+    try:
+        written = generate_crm(out, rows=rows, seed=seed, dirt=Dirt.none() if clean else None)
+    except (OSError, ValueError) as exc:
+        _fail(f"generate crm: {out}: {exc}")
+    log.info("generate crm: %s rows in %s", ", ".join(f"{k}.csv={v}" for k, v in written.items()), out)
 
 
 @app.command()
@@ -343,6 +411,44 @@ def mlflow_ui(
     subprocess.run(cmd, check=False, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
 
 
+@app.command()
+def ui(
+    usecase: UseCaseOpt = "fx",
+    workspace: WorkspaceOpt = None,
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8501,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+) -> None:
+    """Open the dashboard (Streamlit): pipeline runs, models and gate, predictions, monitoring, a predict form."""
+    from goldgate.dashboard.launch import dashboard_env, streamlit_command
+
+    ctx = _context(usecase, workspace, None)  # fails here, in one line, on a bad use case or workspace setting
+    cmd, env = streamlit_command(host, port), dashboard_env(ctx.settings.workspace_dir, usecase)
+    console.print(f"goldgate dashboard on http://{host}:{port} (Ctrl+C to stop)")
+    result = subprocess.run(cmd, check=False, env=env)
+    if result.returncode not in (0, -2, 130):  # Ctrl+C is a normal way to stop it
+        _fail(f"ui: streamlit exited with code {result.returncode}")
+
+
+@app.command("report")
+def report_cmd(
+    usecase: UseCaseOpt = "fx",
+    workspace: WorkspaceOpt = None,
+    run_id: Annotated[str, typer.Option("--run", help="'latest' or a run id from ops.runs.")] = "latest",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="HTML file (default: <workspace>/reports/<use case>-run-<ts>.html).")
+    ] = None,
+) -> None:
+    """Write the run report (one self-contained HTML file) and log it to the training run in MLflow."""
+    from goldgate.run_report import write_run_report
+
+    ctx = _context(usecase, workspace, None)
+    try:
+        path = write_run_report(ctx, run_id, out)
+    except LookupError as exc:
+        _fail(f"report: {exc.args[0]}")
+    console.print(f"report: {path}")
+
+
 @app.command("score")
 def score_cmd(
     usecase: UseCaseOpt = "fx",
@@ -452,6 +558,92 @@ def monitor(
         out.print(f"retrain: {r['decision']} (run {r['training_run_id'][:12]}) — {r['reason']}")
     if result.get("report"):
         out.print(f"report: {result['report']}")
+
+
+deploy_app = typer.Typer(no_args_is_help=True, help="Schedule the loop on an orchestrator.")
+app.add_typer(deploy_app, name="deploy")
+
+
+@deploy_app.command("prefect")
+def deploy_prefect(
+    cron: Annotated[str, typer.Option("--cron", help="Five-field cron schedule, e.g. '0 6 * * 1-5'.")],
+    name: Annotated[str | None, typer.Option("--name", help="Deployment name (default: the use case's name).")] = None,
+    usecase: UseCaseOpt = "fx",
+    workspace: WorkspaceOpt = None,
+    source: SourceOpt = None,
+    timezone: Annotated[str, typer.Option("--timezone", help="IANA time zone of the schedule.")] = "UTC",
+    pool: Annotated[str, typer.Option("--pool", help="Prefect work pool (type process; created if missing).")] = (
+        "goldgate"
+    ),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Scheduled runs report the gate without promoting.")] = (
+        False
+    ),
+) -> None:
+    """Create or update a scheduled Prefect deployment of the whole loop, and print how to run it."""
+    from goldgate.orchestration.prefect_flow import FlowParameters, deploy_flow
+
+    ctx = _context(usecase, workspace, None, source, dry_run)  # validates the use case and the settings first
+    params = FlowParameters(usecase=usecase, workspace=str(ctx.settings.workspace_dir), source=source, dry_run=dry_run)
+    try:
+        info = deploy_flow(name or ctx.usecase.name, cron, params, timezone=timezone, work_pool=pool)
+    except ValueError as exc:
+        _fail(f"deploy prefect: {exc}")
+    for line in _prefect_instructions(info.name, info.work_pool, info.api_url, ctx.settings.workspace_dir):
+        typer.echo(line)
+    console.print(f"deployment {info.name} (id {info.id}): cron '{info.cron}' ({info.timezone}), pool {info.work_pool}")
+
+
+def _prefect_instructions(deployment: str, pool: str, api_url: str | None, workspace: Path) -> list[str]:
+    """What to start so the deployment's scheduled runs happen."""
+    from goldgate.orchestration.prefect_flow import prefect_environment
+
+    beside = Path(sys.executable).parent / "prefect"
+    exe = str(beside) if beside.exists() else "prefect"
+    env = " ".join(f"{k}={v}" for k, v in prefect_environment(workspace).items())
+    url = api_url or "http://127.0.0.1:4200/api"
+    lines = []
+    if api_url is None:
+        lines += [
+            f"The deployment is stored in {workspace / '.prefect' / 'prefect.db'} (no PREFECT_API_URL set).",
+            "1. Start a Prefect server on it (UI on http://127.0.0.1:4200; it creates the scheduled runs):",
+            f"   {env} {exe} server start --host 127.0.0.1",
+        ]
+    else:
+        lines.append(f"The deployment is stored on the Prefect API at {api_url}.")
+    lines += [
+        f"{'2' if api_url is None else '1'}. Start a worker that runs them (from this environment, with goldgate):",
+        f"   {env} PREFECT_API_URL={url} {exe} worker start --pool {pool}",
+        f"Run once now: PREFECT_API_URL={url} {exe} deployment run '{deployment}'",
+    ]
+    return lines
+
+
+@app.command()
+def bundle(
+    out: Annotated[Path, typer.Option("--out", help="Folder for databricks.yml and resources/.")] = Path("."),
+    check: Annotated[
+        bool, typer.Option("--check", help="Write nothing; exit 1 with a diff if the files in --out are stale.")
+    ] = False,
+    usecase: Annotated[
+        str, typer.Option("--usecase", "-u", help="Use case whose orchestration section sets retries and timeouts.")
+    ] = "fx",
+) -> None:
+    """Generate the Databricks Asset Bundle (databricks.yml, resources/*.job.yml) from the DAG."""
+    from goldgate.bundle import BundleError, bundle_diff, render_bundle, write_bundle
+
+    try:
+        files = render_bundle(load_usecase(usecase))
+    except (UseCaseError, BundleError) as exc:
+        _fail(f"bundle: {exc}")
+    if check:
+        diff = bundle_diff(files, out)
+        if diff:
+            typer.echo(diff, nl=False)
+            _fail(f"bundle: the files in {out} differ from the DAG; regenerate them with `goldgate bundle --out {out}`")
+        console.print(f"bundle: {len(files)} files in {out} match the DAG")
+        return
+    written = write_bundle(files, out)
+    console.print(f"bundle: wrote {', '.join(str(p) for p in written)}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -21,12 +21,26 @@ class Context:
     dry_run: bool = False
     results: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Every step, the API and the dashboard read the registered name from the use case: on a Unity Catalog
+        # registry it becomes <catalog>.<schema>_models.<name> here, once.
+        from goldgate.catalog_names import registered_model_name
+
+        name = registered_model_name(self.usecase.models.registered_name, self.settings)
+        if name != self.usecase.models.registered_name:
+            models = self.usecase.models.model_copy(update={"registered_name": name})
+            self.usecase = self.usecase.model_copy(update={"models": models})
+
     @cached_property
     def lake(self) -> Lake:
         from goldgate.engine import connect
         from goldgate.lake import Lake
 
         self.settings.workspace_dir.mkdir(parents=True, exist_ok=True)
+        if self.settings.engine == "spark":
+            from goldgate.lake_spark import open_spark_lake
+
+            return open_spark_lake(self.settings)
         return Lake(self.settings.lake_dir, connect(self.settings))
 
     @cached_property

@@ -27,9 +27,9 @@ class Step:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("ingest", "goldgate.pipeline:ingest", (), "source file -> bronze, as received"),
-    Step("silver", "goldgate.pipeline:silver", ("ingest",), "typed, long, deduplicated; failing rows to quarantine"),
-    Step("gold", "goldgate.pipeline:gold", ("silver",), "daily log returns"),
+    Step("ingest", "goldgate.pipeline:ingest", (), "source file(s) -> bronze, as received"),
+    Step("silver", "goldgate.pipeline:silver", ("ingest",), "typed, deduplicated; failing rows to quarantine"),
+    Step("gold", "goldgate.pipeline:gold", ("silver",), "log returns (fx); deals joined with references (crm)"),
     Step("features", "goldgate.pipeline:features", ("gold",), "point-in-time features and forward target"),
     Step("train", "goldgate.pipeline:train", ("features",), "baseline and candidates as MLflow runs", True),
     Step("evaluate", "goldgate.pipeline:evaluate", ("train",), "walk-forward backtest, champion included", True),

@@ -7,6 +7,7 @@ described here. A column without a description is listed as missing, so gaps are
 from __future__ import annotations
 
 from goldgate.lake import Lake
+from goldgate.runlog import RUNS, RUNS_DESCRIPTIONS
 from goldgate.usecase import UseCase
 
 MISSING = "(no description)"
@@ -70,10 +71,10 @@ OPS_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "source": "predictions (stored rows joined to late labels) or backfill (champion on unseen window dates).",
         "window_start": "First date of the window (a month's first day for predictions).",
         "window_end": "Last date of the window (a month's last day for predictions).",
-        "metric": "rmse or mae.",
+        "metric": "rmse or mae (regression); brier, log_loss, ece or roc_auc (classification).",
         "value": "The metric's value.",
         "rows": "Labelled rows it was computed on.",
-        "estimated": "False: computed from real labels (no label-free estimate for regressions).",
+        "estimated": "False: computed from real labels (no label-free estimate is made).",
         "computed_at": "When (UTC).",
     },
     "ops.alerts": {
@@ -101,6 +102,7 @@ OPS_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "retrain_decision": "That retraining's gate decision (promote, reject or dry-run).",
         "retrain_version": "The version promoted by that retraining (empty when none).",
     },
+    RUNS: RUNS_DESCRIPTIONS,
 }
 
 

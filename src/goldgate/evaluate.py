@@ -21,8 +21,8 @@ import pandas as pd
 
 from goldgate.backtest import Fold, fold_rows
 from goldgate.bootstrap import paired_block_bootstrap
-from goldgate.features import feature_columns
-from goldgate.metrics import regression_metrics
+from goldgate.features import model_feature_columns
+from goldgate.metrics import expected_calibration_error, loss_rows, task_metrics
 from goldgate.usecase import Gate, UseCase
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,10 @@ class Comparison:
     ci_low: float
     ci_high: float
     ci_level: float
+    ci_unit: str = "date"  # what the bootstrap resampled as blocks: date or entity
+    # Classifiers: expected calibration error of both on the shared rows (None for regression).
+    candidate_ece: float | None = None
+    rival_ece: float | None = None
 
 
 @dataclass
@@ -79,6 +83,7 @@ class Evaluation:
     rows: int
     scores: list[ModelScore]
     comparisons: list[Comparison] = field(default_factory=list)
+    task: str = "regression"
 
     def by_role(self, role: str) -> list[ModelScore]:
         return [s for s in self.scores if s.role == role]
@@ -102,9 +107,8 @@ Scorer = Callable[[Fold, pd.DataFrame, pd.DataFrame], "np.ndarray | None"]
 
 
 def loss(metric: str, y: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """Per-row loss whose mean the metric is built on (squared error for rmse, absolute error for mae)."""
-    err = np.asarray(pred, dtype="float64") - np.asarray(y, dtype="float64")
-    return err**2 if metric == "rmse" else np.abs(err)
+    """Per-row loss whose mean the metric is built on (see ``goldgate.metrics.loss_rows``)."""
+    return loss_rows(metric, np.asarray(y), np.asarray(pred))
 
 
 def run_backtest(frame: pd.DataFrame, folds: list[Fold], scorers: dict[str, Scorer], usecase: UseCase) -> pd.DataFrame:
@@ -133,22 +137,22 @@ def run_backtest(frame: pd.DataFrame, folds: list[Fold], scorers: dict[str, Scor
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def _metrics_by_fold(rows: pd.DataFrame) -> list[dict[str, float]]:
+def _metrics_by_fold(rows: pd.DataFrame, task: str) -> list[dict[str, float]]:
     return [
-        {"fold": int(k), "rows": float(len(g)), **regression_metrics(g["y"].to_numpy(), g["pred"].to_numpy())}
+        {"fold": int(k), "rows": float(len(g)), **task_metrics(task, g["y"].to_numpy(), g["pred"].to_numpy())}
         for k, g in rows.groupby("fold", sort=True)
     ]
 
 
-def fill_scores(scores: list[ModelScore], predictions: pd.DataFrame) -> None:
+def fill_scores(scores: list[ModelScore], predictions: pd.DataFrame, task: str = "regression") -> None:
     """Pooled and per-fold metrics of every score from the backtest predictions."""
     for s in scores:
         rows = predictions[predictions["model"] == s.model] if len(predictions) else predictions
         if len(rows) == 0:
             s.error = s.error or "not scored on any fold (no out-of-sample fold for this model)"
             continue
-        s.metrics = regression_metrics(rows["y"].to_numpy(), rows["pred"].to_numpy())
-        s.fold_metrics = _metrics_by_fold(rows)
+        s.metrics = task_metrics(task, rows["y"].to_numpy(), rows["pred"].to_numpy())
+        s.fold_metrics = _metrics_by_fold(rows, task)
 
 
 def compare(
@@ -172,31 +176,37 @@ def compare(
     ci = paired_block_bootstrap(
         la,
         lb,
-        both[usecase.time].astype(str).to_numpy(),
+        both[usecase.time if policy.bootstrap_unit == "time" else usecase.entity].astype(str).to_numpy(),
         resamples=policy.bootstrap_resamples,
         level=policy.confidence,
         seed=seed,
     )
+    task = usecase.task
     wins = 0
     folds = sorted(int(f) for f in both["fold"].unique())
     for k in folds:
         g = both[both["fold"] == k]
-        ma = regression_metrics(g["y"].to_numpy(), g["pred"].to_numpy())[metric]
-        mb = regression_metrics(g["y"].to_numpy(), g["pred_rival"].to_numpy())[metric]
+        ma = task_metrics(task, g["y"].to_numpy(), g["pred"].to_numpy())[metric]
+        mb = task_metrics(task, g["y"].to_numpy(), g["pred_rival"].to_numpy())[metric]
         wins += int(ma < mb)
+    y = both["y"].to_numpy()
+    classifier = task == "classification"
     return Comparison(
         candidate=candidate,
         rival=rival_role,
         metric=metric,
         folds=folds,
         rows=len(both),
-        candidate_value=regression_metrics(both["y"].to_numpy(), both["pred"].to_numpy())[metric],
-        rival_value=regression_metrics(both["y"].to_numpy(), both["pred_rival"].to_numpy())[metric],
+        candidate_value=task_metrics(task, y, both["pred"].to_numpy())[metric],
+        rival_value=task_metrics(task, y, both["pred_rival"].to_numpy())[metric],
         fold_wins=wins,
         ci_mean=ci.mean,
         ci_low=ci.low,
         ci_high=ci.high,
         ci_level=ci.level,
+        ci_unit="date" if policy.bootstrap_unit == "time" else usecase.entity,
+        candidate_ece=expected_calibration_error(y, both["pred"].to_numpy()) if classifier else None,
+        rival_ece=expected_calibration_error(y, both["pred_rival"].to_numpy()) if classifier else None,
     )
 
 
@@ -355,7 +365,7 @@ def evaluate_version(
     folds = plan_folds(frame, usecase)
     days = distinct_days(frame[usecase.time])
     spec = usecase.models.baseline
-    inputs = model_inputs(spec, feature_columns(list(frame.columns), usecase.target))
+    inputs = model_inputs(spec, model_feature_columns(list(frame.columns), usecase))
     baseline = ModelScore(spec.name, "baseline", "", "", train_end=None)
 
     def fit(train: pd.DataFrame) -> Any:
@@ -388,7 +398,7 @@ def _backtest(
 ) -> tuple[Evaluation, pd.DataFrame]:
     """Run the scorers over the folds, fill every score and compare candidates; ``rows_of`` names the row count."""
     predictions = run_backtest(frame, folds, scorers, usecase)
-    fill_scores(scores, predictions)
+    fill_scores(scores, predictions, usecase.task)
     evaluation = Evaluation(
         training_run_id=run_id,
         use_case=usecase.name,
@@ -398,6 +408,7 @@ def _backtest(
         rows=int((predictions["model"] == rows_of).sum()) if len(predictions) else 0,
         scores=scores,
         comparisons=compare_all(predictions, scores, usecase),
+        task=usecase.task,
     )
     return evaluation, predictions
 
@@ -475,13 +486,17 @@ def log_evaluation(evaluation: Evaluation, predictions: pd.DataFrame) -> None:
         # backtest_* pools every fold; holdout_* is the last fold, the window the logged model never saw.
         metrics = [Metric(f"backtest_{k}", v, now, 0) for k, v in s.metrics.items()]
         metrics += [Metric(f"holdout_{k}", v, now, 0) for k, v in s.fold_metrics[-1].items() if k != "fold"]
-        metrics += [Metric(f"fold_{k}", f[k], now, int(f["fold"])) for f in s.fold_metrics for k in ("rmse", "mae")]
+        per_fold = ("rmse", "mae") if evaluation.task == "regression" else ("brier", "log_loss", "roc_auc", "ece")
+        metrics += [Metric(f"fold_{k}", f[k], now, int(f["fold"])) for f in s.fold_metrics for k in per_fold if k in f]
         client.log_batch(s.run_id, metrics=metrics)
     run_id = evaluation.training_run_id
     client.log_dict(run_id, evaluation.to_dict(), EVALUATION_FILE)
     fig = plot_backtest(evaluation)
     client.log_figure(run_id, fig, PLOT_FILE)
     plt.close(fig)
+    from goldgate.plots import log_training_plots
+
+    log_training_plots(client, evaluation, predictions)  # predicted vs actual, importance, calibration
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / PREDICTIONS_FILE
         predictions.to_parquet(path, index=False)

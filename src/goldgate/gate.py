@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from goldgate.evaluate import Comparison, Evaluation, ModelScore
+from goldgate.metrics import LOWER_IS_BETTER
 from goldgate.usecase import Gate
 
 DECISION_FILE = "gate_decision.json"
-LOWER_IS_BETTER = {"rmse": True, "mae": True}
 
 
 @dataclass(frozen=True)
@@ -83,12 +83,27 @@ def _beats(name: str, comp: Comparison | None, margin: float, why_missing: str) 
     )
     ci_detail = (
         f"{comp.ci_level:.0%} CI of mean loss difference [{comp.ci_low:.3g}, {comp.ci_high:.3g}] "
-        "(block bootstrap by date; must lie below 0)"
+        f"(block bootstrap by {comp.ci_unit}; must lie below 0)"
     )
     return [
         Criterion(f"beats_{name}", margin_ok, comp.candidate_value, threshold, detail),
         Criterion(f"ci_vs_{name}", comp.ci_high < 0, comp.ci_high, 0.0, ci_detail),
     ]
+
+
+def _calibration(name: str, comp: Comparison | None, tolerance: float, why_missing: str) -> Criterion:
+    """A classifier's expected calibration error may not exceed the rival's by more than ``tolerance``."""
+    if comp is None or comp.candidate_ece is None or comp.rival_ece is None:
+        return Criterion(f"calibration_vs_{name}", False, None, None, f"cannot compare: {why_missing}")
+    limit = comp.rival_ece + tolerance
+    return Criterion(
+        f"calibration_vs_{name}",
+        comp.candidate_ece <= limit,
+        comp.candidate_ece,
+        limit,
+        f"expected calibration error {comp.candidate_ece:.4f} vs {name} {comp.rival_ece:.4f} on {comp.rows} shared "
+        f"rows (may exceed it by {tolerance:g})",
+    )
 
 
 def decide(evaluation: Evaluation, policy: Gate, min_fold_wins: int, facts: GateFacts) -> GateDecision:
@@ -104,6 +119,9 @@ def decide(evaluation: Evaluation, policy: Gate, min_fold_wins: int, facts: Gate
         return GateDecision("reject", "no candidate could be scored", candidate=None, **base)
     vs_base = evaluation.comparison(cand.model, "baseline")
     criteria = _beats("baseline", vs_base, policy.margin, "no baseline score")
+    classifier = evaluation.task == "classification"
+    if classifier:
+        criteria.append(_calibration("baseline", vs_base, policy.ece_tolerance, "no baseline score"))
     wins = vs_base.fold_wins if vs_base else 0
     shared = len(vs_base.folds) if vs_base else 0
     # A registered version is only scored on folds it has not seen: with fewer shared folds than the policy's
@@ -125,7 +143,10 @@ def decide(evaluation: Evaluation, policy: Gate, min_fold_wins: int, facts: Gate
         champ = champions[0]
         if policy.require_beat_champion:
             why = champ.error or "no fold the champion has not seen"
-            criteria += _beats("champion", evaluation.comparison(cand.model, "champion"), policy.margin, why)
+            vs_champ = evaluation.comparison(cand.model, "champion")
+            criteria += _beats("champion", vs_champ, policy.margin, why)
+            if classifier:
+                criteria.append(_calibration("champion", vs_champ, policy.ece_tolerance, why))
         same = cand.signature == champ.signature
         criteria.append(
             Criterion(

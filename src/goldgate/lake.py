@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
@@ -26,6 +27,21 @@ Data: TypeAlias = ir.Table | pa.Table | pa.RecordBatchReader
 
 
 INPUTS_KEY = "goldgate.inputs"
+# Rows per Arrow batch when a new table streams from DuckDB into Delta, and the key-hash column riding along.
+STREAM_ROWS = 131_072
+_KEY_HASH = "_goldgate_key_hash"
+
+
+def stream(table: ir.Table, chunk_size: int = STREAM_ROWS) -> pa.RecordBatchReader:
+    """The expression's rows as Arrow batches that really have the schema the stream declares.
+
+    Ibis' DuckDB stream declares Ibis' schema but passes DuckDB's batches through unchanged, and the two can
+    differ (``date.month()`` is int32 to Ibis, BIGINT to DuckDB): a consumer reading the buffers with the declared
+    type would read garbage. Batches whose schema differs are cast to the declared one.
+    """
+    reader = table.to_pyarrow_batches(chunk_size=chunk_size)
+    schema = reader.schema
+    return pa.RecordBatchReader.from_batches(schema, (b if b.schema == schema else b.cast(schema) for b in reader))
 
 
 def _commit(inputs: dict[str, int | None] | None) -> CommitProperties | None:
@@ -48,6 +64,24 @@ class WriteResult:
     @property
     def changed(self) -> bool:
         return bool(self.inserted or self.updated or self.deleted)
+
+
+def changed_rows(
+    source: ir.Table, current: ir.Table, keys: list[str], ignore: tuple[str, ...] = ()
+) -> tuple[ir.Table, bool]:
+    """The rows of a merge source that are new or differ from ``current`` (lazy), and whether the schemas match.
+
+    Columns in ``ignore`` do not count as a difference; with another schema every source row counts as changed.
+    Shared by every lake implementation, so "nothing changed" means the same on every engine.
+    """
+    same_schema = list(source.columns) == list(current.columns) and all(
+        source.schema()[c] == current.schema()[c] for c in current.columns
+    )
+    if not same_schema:
+        return source, False
+    compared = [c for c in source.columns if c not in ignore]
+    delta = source.select(compared).difference(current.select(compared))
+    return (source.semi_join(delta, keys) if ignore else delta), True
 
 
 def check_name(name: str) -> str:
@@ -148,7 +182,7 @@ class Lake:
         """Overwrite the table (or, with ``predicate``, only the rows matching it: replace-where)."""
         path = self.path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        source = data.to_pyarrow_batches() if isinstance(data, ir.Table) else data
+        source = stream(data) if isinstance(data, ir.Table) else data
         if not self.exists(name):
             write_deltalake(str(path), source, mode="error", commit_properties=_commit(inputs))
         else:
@@ -183,40 +217,31 @@ class Lake:
         *,
         ignore: tuple[str, ...] = (),
         inputs: dict[str, int | None] | None = None,
+        delete_missing: bool = False,
     ) -> WriteResult:
         """Upsert by ``keys``: changed rows update, new rows insert, identical rows leave no new version.
 
-        Columns in ``ignore`` (e.g. a ``computed_at`` stamp) do not make a row count as changed.
+        Columns in ``ignore`` (e.g. a ``computed_at`` stamp) do not make a row count as changed. With
+        ``delete_missing`` the source is the whole table: rows whose key it no longer has are deleted (a derived
+        table rebuilt from corrected inputs must not keep rows its inputs no longer produce).
         """
         if not keys:
             raise LakeError(f"merge into {name} needs at least one key column")
         source = data if isinstance(data, ir.Table) else ibis.memtable(self._to_arrow(data))
         if not self.exists(name):
-            # Materialized by DuckDB (which spills to disk past its memory limit), then streamed to Delta.
-            staged = source.cache()
-            rows = self._check_unique(name, staged, keys)
-            result = self.write(name, staged, inputs=inputs)
-            return WriteResult(name, result.version, inserted=rows)
-        current = self.read(name)
-        same_schema = list(source.columns) == list(current.columns) and all(
-            source.schema()[c] == current.schema()[c] for c in current.columns
-        )
-        if same_schema:
-            compared = [c for c in source.columns if c not in ignore]
-            delta = source.select(compared).difference(current.select(compared))
-            changed = source.semi_join(delta, keys) if ignore else delta
-        else:
-            changed = source
+            return self._create_unique(name, source, keys, inputs)
+        deleted = self._delete_missing(name, source, keys, inputs) if delete_missing else 0
+        changed, same_schema = changed_rows(source, self.read(name), keys, ignore)
         staged = changed.cache()
         if self._check_unique(name, staged, keys) == 0:
-            return WriteResult(name, self._delta(name).version())
+            return WriteResult(name, self._delta(name).version(), deleted=deleted)
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
         # Streamed: nothing else queries this DuckDB connection while delta-rs consumes the batches.
-        stream = staged.to_pyarrow_batches()
+        batches = stream(staged)
         metrics = (
             self._delta(name)
             .merge(
-                stream,
+                batches,
                 predicate,
                 source_alias="s",
                 target_alias="t",
@@ -232,7 +257,68 @@ class Lake:
             self._delta(name).version(),
             inserted=int(metrics.get("num_target_rows_inserted", 0)),
             updated=int(metrics.get("num_target_rows_updated", 0)),
+            deleted=deleted,
         )
+
+    def _delete_missing(
+        self, name: str, source: ir.Table, keys: list[str], inputs: dict[str, int | None] | None
+    ) -> int:
+        """Delete the rows of ``name`` whose key ``source`` lacks; returns how many (no commit when none)."""
+        current = self.read(name)
+        gone = current.select(*keys).anti_join(source.select(*keys), keys).to_pyarrow()
+        if gone.num_rows == 0:
+            return 0
+        predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+        metrics = (
+            self._delta(name)
+            .merge(gone, predicate, source_alias="s", target_alias="t", commit_properties=_commit(inputs))
+            .when_matched_delete()
+            .execute()
+        )
+        log.info("%s: deleted %d rows no longer produced by its inputs", name, gone.num_rows)
+        return int(metrics.get("num_target_rows_deleted", gone.num_rows))
+
+    def _create_unique(
+        self, name: str, source: ir.Table, keys: list[str], inputs: dict[str, int | None] | None
+    ) -> WriteResult:
+        """A new table streamed from DuckDB into Delta, never materialized; the keys are checked before the commit.
+
+        A 64-bit hash of each row's key travels with the stream and is collected on a second cursor (out of core,
+        like any DuckDB table). As many distinct hashes as rows proves the keys unique (a collision can only lower
+        that count; then the exact check on the source decides). A failed check ends the stream with an error, so
+        delta-rs never commits and the table still does not exist.
+        """
+        reader = stream(source.mutate(**{_KEY_HASH: ibis.struct({k: source[k] for k in keys}).hash()}))
+        schema = reader.schema.remove(reader.schema.get_field_index(_KEY_HASH))
+        cursor = self.con.con.cursor()  # its own connection to the database: its temp table is private
+        cursor.execute("CREATE TEMP TABLE _key_hashes (h BIGINT)")
+        failed: list[LakeError] = []
+        rows = 0
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            nonlocal rows
+            for batch in reader:
+                cursor.register("_batch_hashes", pa.table({"h": batch.column(_KEY_HASH)}))
+                cursor.execute("INSERT INTO _key_hashes SELECT h FROM _batch_hashes")
+                rows += batch.num_rows
+                yield batch.drop_columns([_KEY_HASH])
+            distinct = cursor.execute("SELECT count(DISTINCT h) FROM _key_hashes").fetchone()
+            if distinct is None or distinct[0] != rows:
+                try:  # the stream is drained: the connection is free for the exact check
+                    self._check_unique(name, source, keys)
+                except LakeError as exc:
+                    failed.append(exc)
+                    raise
+
+        try:
+            result = self.write(name, pa.RecordBatchReader.from_batches(schema, batches()), inputs=inputs)
+        except Exception:
+            if failed:
+                raise failed[0] from None
+            raise
+        finally:
+            cursor.close()  # drops its temp table
+        return WriteResult(name, result.version, inserted=rows)
 
     @staticmethod
     def _check_unique(name: str, staged: ir.Table, keys: list[str]) -> int:

@@ -31,11 +31,14 @@ from goldgate.performance import (
     PERFORMANCE,
     PERFORMANCE_KEYS,
     backfill_performance,
+    expected_accuracy,
     performance_table,
     stored_performance,
     window_filter,
 )
 from goldgate.report import render_report, write_report
+from goldgate.score import required_inputs
+from goldgate.usecase import UseCase
 
 log = logging.getLogger(__name__)
 
@@ -81,15 +84,18 @@ def _complete(table: ir.Table, inputs: list[str]) -> ir.Table:
     return table.filter(conds) if conds else table
 
 
-def score_window(window: ir.Table, model: Any, entity: str, time: str, target: str) -> pd.DataFrame:
-    """The model's predictions for every window row with all its inputs, streamed in Arrow batches."""
+def score_window(
+    window: ir.Table, model: Any, entity: str, time: str, target: str, usecase: UseCase | None = None
+) -> pd.DataFrame:
+    """The model's predictions for every window row with its required inputs, streamed in Arrow batches."""
     inputs = model.metadata.get_input_schema().input_names()
+    required = required_inputs(usecase, inputs) if usecase is not None else inputs
     missing = [c for c in inputs if c not in window.columns]
     if missing:
         raise ValueError(f"model inputs {missing} are not columns of the feature table")
     cols = list(dict.fromkeys([entity, time, *inputs, *([target] if target in window.columns else [])]))
     parts = []
-    for batch in _complete(window, inputs).select(*cols).to_pyarrow_batches(chunk_size=65_536):
+    for batch in _complete(window, required).select(*cols).to_pyarrow_batches(chunk_size=65_536):
         if batch.num_rows == 0:
             continue
         rows = batch.to_pandas()
@@ -165,7 +171,7 @@ def monitor_step(ctx: Context, now: datetime | None = None) -> dict[str, Any]:
     notes: list[str] = []
 
     model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-    scored = score_window(window, model, uc.entity, uc.time, uc.target.name)
+    scored = score_window(window, model, uc.entity, uc.time, uc.target.name, uc)
     pred_profile = profile.get("predictions", {}).get(champion.run_id)
     if pred_profile is not None and len(scored):
         pred_hist = numeric_histogram(scored["prediction"].to_numpy(), pred_profile["grid"])
@@ -188,12 +194,17 @@ def monitor_step(ctx: Context, now: datetime | None = None) -> dict[str, Any]:
     perf = []
     if mon.backfill_performance:
         since = date.fromisoformat(test_start) if test_start else None
-        perf += backfill_performance(scored, uc.time, uc.target.name, since)
+        perf += backfill_performance(scored, uc.time, uc.target.name, since, uc.task)
     if lake.exists(uc.tables.predictions):
-        perf += stored_performance(lake.read(uc.tables.predictions), features, uc.entity, uc.time, uc.target.name)
+        predictions = lake.read(uc.tables.predictions)
+        perf += stored_performance(predictions, features, uc.entity, uc.time, uc.target.name, uc.task)
     if perf:
         lake.merge(PERFORMANCE, performance_table(perf, name, version), keys=PERFORMANCE_KEYS, ignore=("computed_at",))
-    notes.append(NO_ESTIMATE)
+    if uc.task == "classification" and not scored.empty:
+        # Label-free: what accuracy the champion expects of itself on the window, sound while it stays calibrated.
+        notes.append(f"expected accuracy (label-free, assumes calibration): {expected_accuracy(scored['prediction'])}")
+    else:
+        notes.append(NO_ESTIMATE)
 
     existing = lake.read(ALERTS).to_pandas() if lake.exists(ALERTS) else pd.DataFrame()
     new_alerts = evaluate_rules(

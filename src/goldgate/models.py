@@ -1,4 +1,9 @@
-"""Model families: the persistence baseline, a HAR-style linear model and LightGBM, all sklearn estimators."""
+"""Model families, all sklearn estimators whose ``predict`` is the use case's prediction.
+
+Regression: the persistence baseline, a HAR-style linear model and LightGBM. Classification (``predict`` returns
+the probability of the positive class): a prior-rate baseline, logistic regression, a random forest and LightGBM,
+each optionally calibrated by isotonic regression on the latest rows of its training set.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.linear_model import LinearRegression
 
 from goldgate.usecase import ModelSpec
@@ -29,10 +34,137 @@ class Persistence(RegressorMixin, BaseEstimator):
         return np.asarray(X[self.column], dtype="float64")
 
 
+class RateBaseline(RegressorMixin, BaseEstimator):
+    """A prior rate (e.g. the agent's smoothed win rate) mapped to the label's own scale by isotonic regression.
+
+    A win rate over a deal's whole life is not the chance of winning within 30 days; the monotone map keeps the
+    baseline's ranking and makes its probabilities honest, so a candidate must beat a calibrated rival. Rows
+    without the rate get the training base rate.
+    """
+
+    def __init__(self, column: str = "agent_win_rate") -> None:
+        self.column = column
+
+    def fit(self, X: pd.DataFrame, y: Any) -> RateBaseline:  # noqa: N803
+        from sklearn.isotonic import IsotonicRegression
+
+        if self.column not in X.columns:
+            raise ValueError(f"prior-rate baseline needs column '{self.column}'")
+        self.n_features_in_ = X.shape[1]
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        y = np.asarray(y, dtype="float64")
+        rate = np.asarray(X[self.column], dtype="float64")
+        known = ~np.isnan(rate)
+        self.base_rate_ = float(y.mean())
+        self.isotonic_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(rate[known], y[known])
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        rate = np.asarray(X[self.column], dtype="float64")
+        out = np.full(len(rate), self.base_rate_)
+        known = ~np.isnan(rate)
+        if known.any():
+            out[known] = self.isotonic_.predict(rate[known])
+        return out
+
+
+class ProbabilityClassifier(RegressorMixin, BaseEstimator):
+    """A binary classifier whose ``predict`` is the probability of the positive class.
+
+    Scoring, serving, monitoring and the gate all read one number per row; for a classifier that number is the
+    probability. Missing inputs are imputed with the training medians unless the classifier handles them itself.
+    ``calibration="isotonic"`` fits the classifier on the earliest rows and an isotonic map on the latest
+    ``calibration_share`` of them (rows arrive in time order), so calibration is learned on later data, as in use.
+    """
+
+    def __init__(
+        self,
+        estimator: Any = None,
+        impute: bool = True,
+        calibration: str = "none",
+        calibration_share: float = 0.2,
+    ) -> None:
+        self.estimator = estimator
+        self.impute = impute
+        self.calibration = calibration
+        self.calibration_share = calibration_share
+
+    def _pipeline(self) -> Any:
+        from sklearn.impute import SimpleImputer
+        from sklearn.pipeline import make_pipeline
+
+        base = clone(self.estimator)
+        return make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), base) if self.impute else base
+
+    def fit(self, X: pd.DataFrame, y: Any) -> ProbabilityClassifier:  # noqa: N803
+        y = np.asarray(y, dtype="float64")
+        if len(np.unique(y)) < 2:
+            raise ValueError("a classifier needs both outcomes in its training rows")
+        self.n_features_in_ = X.shape[1]
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.calibrator_ = None
+        if self.calibration == "isotonic":
+            cut = int(len(X) * (1 - self.calibration_share))
+            fit_y, cal_y = y[:cut], y[cut:]
+            if min(len(np.unique(fit_y)), len(np.unique(cal_y))) < 2:
+                raise ValueError("isotonic calibration needs both outcomes before and after the calibration cut")
+            self.model_ = self._pipeline().fit(X.iloc[:cut], fit_y)
+            from sklearn.isotonic import IsotonicRegression
+
+            raw = self.model_.predict_proba(X.iloc[cut:])[:, 1]
+            self.calibrator_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, cal_y)
+        else:
+            self.model_ = self._pipeline().fit(X, y)
+        _predict_in_one_job(self.model_)
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        p = np.asarray(self.model_.predict_proba(X)[:, 1], dtype="float64")
+        if self.calibrator_ is not None:
+            p = np.asarray(self.calibrator_.predict(p), dtype="float64")
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        return self.predict_proba(X)[:, 1]
+
+
+def _predict_in_one_job(model: Any) -> None:
+    """Fit in parallel, predict in one job: a thread pool per single-row request costs more than the trees."""
+    for name, value in model.get_params().items():
+        if name.endswith("n_jobs") and value not in (None, 1):
+            model.set_params(**{name: 1})
+
+
+def _classifier(spec: ModelSpec, seed: int) -> BaseEstimator:
+    if spec.kind == "logistic":
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        est: Any = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, **spec.params))
+        impute = True
+    elif spec.kind == "random_forest":
+        from sklearn.ensemble import RandomForestClassifier
+
+        params = {"n_estimators": 200, "min_samples_leaf": 20, "n_jobs": 2, "random_state": seed, **spec.params}
+        est, impute = RandomForestClassifier(**params), True
+    else:
+        from lightgbm import LGBMClassifier
+
+        params = {"random_state": seed, "deterministic": True, "n_jobs": 2, "verbose": -1, **spec.params}
+        est, impute = LGBMClassifier(**params), False  # LightGBM routes missing values itself
+    return ProbabilityClassifier(est, impute, spec.calibration, spec.calibration_share)
+
+
 def build_model(spec: ModelSpec, seed: int) -> BaseEstimator:
     """An unfitted estimator for a model spec from the use case."""
     if spec.kind == "persistence":
         return Persistence(column=spec.features[0] if spec.features else "rv_5")
+    if spec.kind == "prior_rate":
+        column = spec.features[0] if spec.features else "agent_win_rate"
+        return RateBaseline(column) if spec.calibration == "isotonic" else Persistence(column=column)
+    if spec.kind in ("logistic", "random_forest", "lightgbm_classifier"):
+        return _classifier(spec, seed)
     if spec.kind == "har_linear":
         return LinearRegression(**spec.params)
     if spec.kind == "lightgbm":

@@ -23,16 +23,26 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
+from goldgate.metrics import task_metrics
+
 PERFORMANCE = "ops.performance"
 PERFORMANCE_KEYS = ["model_version", "source", "window_start", "window_end", "metric"]
 NO_ESTIMATE = "no label-free estimate: the model is a regression (an estimate is only sound for calibrated classifiers)"
 
 
 def metric_rows(y: np.ndarray, pred: np.ndarray, metrics: tuple[str, ...] = ("rmse", "mae")) -> dict[str, float]:
-    """rmse / mae of predictions against outcomes."""
-    err = np.asarray(pred, dtype="float64") - np.asarray(y, dtype="float64")
-    out = {"rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err)))}
+    """The named metrics of predictions against outcomes (rmse, mae; brier, log_loss, ece, roc_auc)."""
+    out = task_metrics("classification" if set(metrics) & set(CLASSIFICATION) else "regression", y, pred)
     return {m: out[m] for m in metrics}
+
+
+REGRESSION = ("rmse", "mae")
+CLASSIFICATION = ("brier", "log_loss", "ece", "roc_auc")
+
+
+def monitored_metrics(task: str) -> tuple[str, ...]:
+    """The performance metrics monitoring records for a task."""
+    return CLASSIFICATION if task == "classification" else REGRESSION
 
 
 def expected_accuracy(probabilities: np.ndarray) -> float:
@@ -52,9 +62,10 @@ def _label_rows(features: ir.Table, entity: str, time: str, target: str) -> ir.T
 
 
 def stored_performance(
-    predictions: ir.Table, features: ir.Table, entity: str, time: str, target: str
+    predictions: ir.Table, features: ir.Table, entity: str, time: str, target: str, task: str = "regression"
 ) -> list[dict[str, Any]]:
-    """rmse / mae of stored predictions whose outcome is known, per model version and month of ``as_of``."""
+    """rmse / mae (brier / log_loss for classifiers) of stored predictions whose outcome is known, per model
+    version and month of ``as_of``."""
     labels = _label_rows(features, entity, time, target)
     p = predictions.select(
         _pe=predictions[entity].cast("string"),
@@ -64,15 +75,23 @@ def stored_performance(
     )
     joined = p.join(labels, [p._pe == labels._e, p._pd == labels._d])
     err = joined.prediction - joined._y
+    # Clipped as in goldgate.metrics, so a confident miss costs a large but finite log loss.
+    p = joined.prediction.clip(lower=1e-15, upper=1 - 1e-15)
+    log_loss = -(joined._y * p.ln() + (1 - joined._y) * (1 - p).ln())
     agg = joined.group_by(joined.model_version, month=joined._pd.truncate("M")).aggregate(
-        rows=joined.count(), sse=(err * err).sum(), sae=err.abs().sum()
+        rows=joined.count(), sse=(err * err).sum(), sae=err.abs().sum(), sll=log_loss.sum()
     )
     out = []
     for r in agg.to_pyarrow().to_pylist():
         month: date = r["month"] if isinstance(r["month"], date) else r["month"].date()
         nxt = date(month.year + (month.month == 12), month.month % 12 + 1, 1)
         end = date.fromordinal(nxt.toordinal() - 1)
-        for metric, value in (("rmse", math.sqrt(r["sse"] / r["rows"])), ("mae", r["sae"] / r["rows"])):
+        values = (
+            (("brier", r["sse"] / r["rows"]), ("log_loss", r["sll"] / r["rows"]))
+            if task == "classification"
+            else (("rmse", math.sqrt(r["sse"] / r["rows"])), ("mae", r["sae"] / r["rows"]))
+        )
+        for metric, value in values:
             out.append(
                 {
                     "model_version": r["model_version"],
@@ -87,8 +106,11 @@ def stored_performance(
     return out
 
 
-def backfill_performance(scored: pd.DataFrame, time: str, target: str, since: date | None) -> list[dict[str, Any]]:
-    """rmse / mae of window predictions on labelled rows dated on or after ``since`` (rows the model never fit)."""
+def backfill_performance(
+    scored: pd.DataFrame, time: str, target: str, since: date | None, task: str = "regression"
+) -> list[dict[str, Any]]:
+    """The task's metrics of window predictions on labelled rows dated on or after ``since`` (rows the model
+    never fit)."""
     if scored.empty:
         return []
     days = pd.to_datetime(scored[time]).dt.date
@@ -99,7 +121,7 @@ def backfill_performance(scored: pd.DataFrame, time: str, target: str, since: da
     if not mask.any():
         return []
     used = scored[mask]
-    metrics = metric_rows(used[target].to_numpy(), used["prediction"].to_numpy())
+    metrics = metric_rows(used[target].to_numpy(), used["prediction"].to_numpy(), monitored_metrics(task))
     start, end = str(days[mask].min()), str(days[mask].max())
     return [
         {

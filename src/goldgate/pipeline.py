@@ -20,7 +20,7 @@ from goldgate.evaluate import (
     evaluate_version,
     log_evaluation,
 )
-from goldgate.features import KEYS, build_features, feature_columns
+from goldgate.features import build_feature_table, model_feature_columns
 from goldgate.gate import DECISION_FILE, GateDecision, GateFacts, decide
 from goldgate.layers.bronze import (
     SCHEMA_CHANGES,
@@ -50,7 +50,14 @@ from goldgate.registry import (
     register_decision,
     version_score,
 )
-from goldgate.score import BATCH_ROWS, PREDICTION_KEYS, complete_rows, latest_complete_day, predict_batches
+from goldgate.score import (
+    BATCH_ROWS,
+    PREDICTION_KEYS,
+    complete_rows,
+    latest_complete_day,
+    predict_batches,
+    required_inputs,
+)
 from goldgate.sources.ecb_fx import read_ecb_csv, resolve_source
 from goldgate.train import prepare_frame, train_models
 
@@ -69,6 +76,10 @@ def ingest(ctx: Context) -> dict[str, Any]:
     required column stops the step before anything is written.
     """
     uc, lake = ctx.usecase, ctx.lake
+    if uc.source.kind == "crm_export":
+        from goldgate import pipeline_crm
+
+        return pipeline_crm.ingest(ctx)
     path = resolve_source(uc.source, ctx.source)
     batch = read_ecb_csv(path, uc.source)
     require_columns(batch.table.column_names, uc.source.required_columns, batch.source)
@@ -116,6 +127,10 @@ def silver(ctx: Context) -> dict[str, Any]:
     quarantined) is checked and logged in ``ops.quality``.
     """
     uc, lake = ctx.usecase, ctx.lake
+    if uc.source.kind == "crm_export":
+        from goldgate import pipeline_crm
+
+        return pipeline_crm.silver(ctx)
     totals = {"batches": 0, "rows_in": 0, "kept": 0, "quarantined": 0, "inserted": 0, "updated": 0}
     bronze_version = lake.version(uc.tables.bronze)
     inputs = {uc.tables.bronze: bronze_version}
@@ -151,8 +166,12 @@ def silver(ctx: Context) -> dict[str, Any]:
 
 
 def gold(ctx: Context) -> dict[str, Any]:
-    """Silver rates -> daily log returns."""
+    """Silver rates -> daily log returns (CRM exports: silver opportunities -> enriched deals)."""
     uc, lake = ctx.usecase, ctx.lake
+    if uc.source.kind == "crm_export":
+        from goldgate import pipeline_crm
+
+        return pipeline_crm.gold(ctx)
     version = lake.version(uc.tables.silver)
     returns = log_returns(lake.read(uc.tables.silver, version).select("date", "currency", "rate"))
     merged = lake.merge(uc.tables.gold, returns, keys=["date", "currency"], inputs={uc.tables.silver: version})
@@ -163,8 +182,11 @@ def features(ctx: Context) -> dict[str, Any]:
     """Gold returns -> point-in-time features and the forward target."""
     uc, lake = ctx.usecase, ctx.lake
     version = lake.version(uc.tables.gold)
-    table = build_features(lake.read(uc.tables.gold, version), uc.features, uc.target)
-    merged = lake.merge(uc.tables.features, table, keys=KEYS, inputs={uc.tables.gold: version})
+    table = build_feature_table(lake.read(uc.tables.gold, version), uc)
+    # The table is rebuilt whole from gold, so a row gold no longer produces (a corrected input) is deleted.
+    merged = lake.merge(
+        uc.tables.features, table, keys=[uc.entity, uc.time], inputs={uc.tables.gold: version}, delete_missing=True
+    )
     return {"inserted": merged.inserted, "updated": merged.updated, "version": merged.version}
 
 
@@ -184,7 +206,7 @@ def train(ctx: Context) -> dict[str, Any]:
     if uc.monitoring.reference_days:
         recent = distinct_days(train_rows[uc.time])[-uc.monitoring.reference_days :]
         train_rows = train_rows[pd.to_datetime(train_rows[uc.time]).dt.date >= recent[0]]
-    monitored = [c for c in feature_columns(list(frame.columns), uc.target) if c not in uc.monitoring.exclude_features]
+    monitored = [c for c in model_feature_columns(list(frame.columns), uc) if c not in uc.monitoring.exclude_features]
     mon = uc.monitoring
     profile = build_reference_profile(train_rows, monitored, mon.bins, mon.grid_cells, mon.max_categories)
     profile["predictions"] = prediction_profiles(train_rows, result.runs, mon.bins, mon.grid_cells)
@@ -324,7 +346,8 @@ def score(ctx: Context, as_of: date | None = None, alias: str = CHAMPION) -> dic
     model = mlflow.pyfunc.load_model(f"models:/{name}/{target.version}")
     inputs = model.metadata.get_input_schema().input_names()
     features = lake.read(uc.tables.features, version)
-    day = as_of or latest_complete_day(features, inputs, uc.time)
+    required = required_inputs(uc, inputs)
+    day = as_of or latest_complete_day(features, inputs, uc.time, required)
     lineage = {
         "model_name": name,
         "model_version": str(target.version),
@@ -332,11 +355,18 @@ def score(ctx: Context, as_of: date | None = None, alias: str = CHAMPION) -> dic
         "feature_table": uc.tables.features,
         "feature_table_version": int(version),
     }
-    batches = complete_rows(features, inputs, uc.entity, uc.time, day).to_pyarrow_batches(chunk_size=BATCH_ROWS)
-    scored = predict_batches(batches, model.predict, inputs, uc.entity, uc.time, lineage, datetime.now(UTC))
-    # Only the (narrow) prediction rows are collected; the stream must be drained before the merge, which runs
-    # its own queries on the same DuckDB connection and would cut a pending stream short.
-    parts = list(scored)
+    rows = complete_rows(features, inputs, uc.entity, uc.time, day, required)
+    if ctx.settings.engine == "spark":
+        from goldgate.score_spark import predict_on_spark  # the model runs inside Spark (MLflow's spark_udf)
+
+        uri = f"models:/{name}/{target.version}"
+        parts = predict_on_spark(lake, rows, uri, inputs, uc.entity, uc.time, lineage, datetime.now(UTC))
+    else:
+        batches = rows.to_pyarrow_batches(chunk_size=BATCH_ROWS)
+        scored = predict_batches(batches, model.predict, inputs, uc.entity, uc.time, lineage, datetime.now(UTC))
+        # Only the (narrow) prediction rows are collected; the stream must be drained before the merge, which runs
+        # its own queries on the same DuckDB connection and would cut a pending stream short.
+        parts = list(scored)
     if not parts:
         raise ValueError(f"{uc.tables.features} v{version}: no {uc.entity} has every model input {inputs} on {day}")
     table = pa.concat_tables(parts)

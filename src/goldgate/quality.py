@@ -10,6 +10,7 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
+from goldgate.sql_dialect import run_duckdb_sql
 from goldgate.usecase import Expectation, Mapping
 
 _ALIASES = itertools.count()
@@ -111,21 +112,50 @@ def flag_rows(table: ir.Table, expectations: list[Expectation], refs: dict[str, 
     checks = ", ".join(f"COALESCE(({rule_sql(e, refs)}), FALSE) AS {_flag_column(e.name)}" for e in expectations)
     alias = f"__rows_{next(_ALIASES)}"  # unique, so flagged tables can be combined in one query
     sql = f"SELECT *, {checks} FROM {alias}".replace("FROM __rows)", f"FROM {alias})")  # noqa: S608 - YAML rules
-    return table.alias(alias).sql(sql)
+    return run_duckdb_sql(table.alias(alias), sql)  # rules are DuckDB SQL; transpiled on other engines
 
 
-def apply_mappings(table: ir.Table, mappings: list[Mapping]) -> tuple[ir.Table, dict[str, int]]:
-    """Replace known spellings by canonical values; returns the table and how many rows each mapping changed."""
+def normalized_text(value: ir.Value) -> ir.StringValue:
+    """Lower-cased, trimmed text with inner whitespace collapsed: how spellings are matched to a reference."""
+    return value.cast("string").strip().re_replace(r"\s+", " ").lower()
+
+
+def _reference_lookup(ref: ir.Table, column: str) -> ir.Table:
+    """Normalized spelling -> the reference's own spelling (the smallest, should two differ only in case)."""
+    pairs = ref.select(_norm=normalized_text(ref[column]), _canon=ref[column].cast("string"))
+    return pairs.filter(pairs._norm.notnull()).group_by("_norm").aggregate(_canon=pairs._canon.min())
+
+
+def apply_mappings(
+    table: ir.Table, mappings: list[Mapping], refs: dict[str, ir.Table] | None = None, only_present: bool = False
+) -> tuple[ir.Table, dict[str, int]]:
+    """Replace known spellings by canonical values; returns the table and how many rows each mapping changed.
+
+    ``refs`` holds the tables that ``reference`` mappings point at, by logical name; with ``only_present``,
+    mappings of columns the table lacks are skipped (one use case's mappings applied to several tables).
+    """
     counts: dict[str, int] = {}
     for m in mappings:
-        col = table[m.column]
-        key = col.cast("string").strip()
-        lookup = {(k.lower() if m.case_insensitive else k): v for k, v in m.values.items()}
-        probe = key.lower() if m.case_insensitive else key
-        mapped = probe.substitute(lookup, else_=col.cast("string"))
-        changed = (mapped != col.cast("string")).fill_null(False)
-        counts[m.column] = int(table.filter(changed).count().to_pyarrow().as_py())
-        table = table.mutate(**{m.column: mapped.cast(col.type())})
+        if only_present and m.column not in table.columns:
+            continue
+        dtype = table[m.column].type()
+        original = table[m.column].cast("string")
+        mapped = original
+        if m.values:
+            lookup = {(k.lower() if m.case_insensitive else k): v for k, v in m.values.items()}
+            probe = original.strip().lower() if m.case_insensitive else original.strip()
+            mapped = probe.substitute(lookup, else_=original)
+        staged = table.mutate(_gg_mapped=mapped)
+        if m.reference is not None:
+            ref_name, _, ref_col = m.reference.rpartition(".")
+            if refs is None or ref_name not in refs:
+                raise QualityError(f"mapping of '{m.column}': referenced table {ref_name} is not available")
+            spelled = _reference_lookup(refs[ref_name], ref_col)
+            joined = staged.left_join(spelled, normalized_text(staged._gg_mapped) == spelled._norm)
+            staged = joined.select(*table.columns, _gg_mapped=joined._canon.coalesce(joined._gg_mapped))
+        staged = staged.mutate(_gg_changed=(staged._gg_mapped != staged[m.column].cast("string")).fill_null(False))
+        counts[m.column] = counts.get(m.column, 0) + int(staged._gg_changed.sum().to_pyarrow().as_py() or 0)
+        table = staged.mutate(**{m.column: staged._gg_mapped.cast(dtype)}).drop("_gg_mapped", "_gg_changed")
     return table, counts
 
 

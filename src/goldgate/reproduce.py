@@ -17,8 +17,8 @@ import pandas as pd
 from goldgate.backtest import fold_rows
 from goldgate.context import Context
 from goldgate.evaluate import dataset_version_of, load_folds
-from goldgate.features import KEYS, build_features
-from goldgate.metrics import regression_metrics
+from goldgate.features import build_feature_table
+from goldgate.metrics import task_metrics
 from goldgate.train import MODEL_KIND, TRAINING_KIND, fit_spec, prepare_frame
 from goldgate.usecase import ModelSpec, UseCase
 
@@ -43,16 +43,17 @@ class Reproduction:
         return bool(self.checks) and all(c.matched for c in self.checks)
 
 
-def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.sort_values(KEYS).reset_index(drop=True)
+def _sorted(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    return frame.sort_values(keys).reset_index(drop=True)
 
 
-def compare_frames(stored: pd.DataFrame, rebuilt: pd.DataFrame) -> Check:
+def compare_frames(stored: pd.DataFrame, rebuilt: pd.DataFrame, keys: list[str] | None = None) -> Check:
     """Exact equality of two feature tables (same rows, columns, dtypes and values; NaN equals NaN)."""
-    a = _sorted(stored)
+    keys = keys or ["currency", "date"]
+    a = _sorted(stored, keys)
     if set(rebuilt.columns) != set(stored.columns):
         return Check("features", False, f"columns differ: {sorted(set(rebuilt.columns) ^ set(stored.columns))}")
-    b = _sorted(rebuilt[list(stored.columns)])
+    b = _sorted(rebuilt[list(stored.columns)], keys)
     if len(a) != len(b):
         return Check("features", False, f"{len(b)} rebuilt rows vs {len(a)} stored")
     try:
@@ -96,7 +97,7 @@ def retrain_check(child: Any, train: pd.DataFrame, test: pd.DataFrame, usecase: 
     diff = float(np.max(np.abs(new - old))) if new.shape == old.shape and len(new) else float("nan")
     target = usecase.target.name
     train_metrics = {
-        f"train_{k}": v for k, v in regression_metrics(train[target], model.predict(train[inputs])).items()
+        f"train_{k}": v for k, v in task_metrics(usecase.task, train[target], model.predict(train[inputs])).items()
     }
     logged_metrics = {k: child.data.metrics.get(k) for k in train_metrics}
     differing = [
@@ -123,8 +124,8 @@ def reproduce_run(ctx: Context, run_id: str) -> Reproduction:
     frame = stored
     if uc.tables.gold in versions:
         gold = ctx.lake.read(uc.tables.gold, versions[uc.tables.gold])
-        rebuilt = build_features(gold, uc.features, uc.target).to_pandas()
-        result.checks.append(compare_frames(stored, rebuilt))
+        rebuilt = build_feature_table(gold, uc).to_pandas()
+        result.checks.append(compare_frames(stored, rebuilt, [uc.entity, uc.time]))
         frame = rebuilt
     else:
         result.checks.append(Check("features", False, f"run records no version of {uc.tables.gold}"))

@@ -15,6 +15,8 @@ import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
 
+from goldgate.usecase import UseCase
+
 # Predictions are keyed by the use case's entity column plus these.
 PREDICTION_KEYS = ("as_of", "model_version")
 # Feature rows per Arrow batch handed to the model.
@@ -76,26 +78,49 @@ def _complete(features: ir.Table, inputs: list[str]) -> ir.Table:
     return features.filter(conditions)
 
 
-def latest_complete_day(features: ir.Table, inputs: list[str], time_col: str) -> date:
-    """The newest date on which some entity has every model input (computed by the engine, not in pandas)."""
-    value = _complete(features, inputs)[time_col].max().to_pyarrow().as_py()
+def required_inputs(usecase: UseCase, inputs: list[str]) -> list[str]:
+    """Inputs a row must have to be scored: all of them, or with ``models.allow_missing`` only the baseline's."""
+    if not usecase.models.allow_missing:
+        return list(inputs)
+    baseline = set(usecase.models.baseline.features)
+    return [c for c in inputs if c in baseline]
+
+
+def latest_complete_day(
+    features: ir.Table, inputs: list[str], time_col: str, required: list[str] | None = None
+) -> date:
+    """The newest date on which some entity has every required model input (computed by the engine)."""
+    missing = [c for c in inputs if c not in features.columns]
+    if missing:
+        raise ValueError(f"model inputs {missing} are not columns of the feature table")
+    value = _complete(features, inputs if required is None else required)[time_col].max().to_pyarrow().as_py()
     if value is None:
         raise ValueError(f"no row has all model inputs {inputs}")
     return value.date() if isinstance(value, datetime) else value
 
 
-def complete_rows(features: ir.Table, inputs: list[str], entity: str, time_col: str, as_of: date) -> ir.Table:
-    """The entities observed on ``as_of`` with every model input known, ordered by entity (lazy)."""
-    rows = _complete(features, inputs)
+def complete_rows(
+    features: ir.Table, inputs: list[str], entity: str, time_col: str, as_of: date, required: list[str] | None = None
+) -> ir.Table:
+    """The entities observed on ``as_of`` with every required model input known, ordered by entity (lazy)."""
+    missing = [c for c in inputs if c not in features.columns]
+    if missing:
+        raise ValueError(f"model inputs {missing} are not columns of the feature table")
+    rows = _complete(features, inputs if required is None else required)
     rows = rows.filter(rows[time_col].cast("date") == ibis.literal(as_of, type="date"))
     return rows.select(entity, time_col, *dict.fromkeys(c for c in inputs if c not in (entity, time_col))).order_by(
         entity
     )
 
 
-def latest_complete_rows(features: ir.Table, inputs: list[str], entity: str, time_col: str) -> ir.Table:
-    """For each entity, its newest row with every model input known (lazy): what on-line scoring by key reads."""
-    rows = _complete(features, inputs)
+def latest_complete_rows(
+    features: ir.Table, inputs: list[str], entity: str, time_col: str, required: list[str] | None = None
+) -> ir.Table:
+    """For each entity, its newest row with every required input known (lazy): what scoring by key reads."""
+    missing = [c for c in inputs if c not in features.columns]
+    if missing:
+        raise ValueError(f"model inputs {missing} are not columns of the feature table")
+    rows = _complete(features, inputs if required is None else required)
     newest = rows.group_by(entity).aggregate(_newest=rows[time_col].max())
     latest = rows.semi_join(newest, [rows[entity] == newest[entity], rows[time_col] == newest["_newest"]])
     return latest.select(entity, time_col, *dict.fromkeys(c for c in inputs if c not in (entity, time_col)))

@@ -272,17 +272,19 @@ class FeatureRows:
 class FeatureLookup:
     """Serves ``POST /v1/predict/by-key``: reads the latest feature rows and re-reads them when the table moves."""
 
-    def __init__(self, lake: Any, table: str, entity: str, time_col: str) -> None:
+    def __init__(self, lake: Any, table: str, entity: str, time_col: str, usecase: UseCase | None = None) -> None:
         self.lake = lake
         self.table = table
         self.entity = entity
         self.time_col = time_col
+        # With models.allow_missing, rows missing non-baseline inputs are served too (the models impute).
+        self.usecase = usecase
         self.current: FeatureRows | None = None
         self.error: str | None = None
 
     def refresh(self, inputs: tuple[str, ...]) -> bool:
         """Re-read when the table has a new version (or other inputs are needed); True when it changed."""
-        from goldgate.score import latest_complete_rows
+        from goldgate.score import latest_complete_rows, required_inputs
 
         version = self.lake.version(self.table)
         if version is None:
@@ -291,7 +293,9 @@ class FeatureLookup:
         current = self.current
         if current is not None and current.version == version and current.inputs == inputs:
             return False
-        rows = latest_complete_rows(self.lake.read(self.table, version), list(inputs), self.entity, self.time_col)
+        required = required_inputs(self.usecase, list(inputs)) if self.usecase is not None else None
+        features = self.lake.read(self.table, version)
+        rows = latest_complete_rows(features, list(inputs), self.entity, self.time_col, required)
         arrow = rows.to_pyarrow()
         keys = [str(k) for k in arrow.column(self.entity).to_pylist()]
         matrix = (
@@ -660,7 +664,7 @@ def create_app(
         from goldgate.context import Context
 
         lake = Context(settings, usecase).lake
-        lookup = FeatureLookup(lake, usecase.tables.features, usecase.entity, usecase.time)
+        lookup = FeatureLookup(lake, usecase.tables.features, usecase.entity, usecase.time, usecase)
         holder = ModelHolder(usecase.models.registered_name, alias, settings.serve_poll_seconds, lookup)
     first = holder.current or holder.load_initial()
     _, request_model = request_models(first.fields, settings.serve_max_rows)

@@ -31,6 +31,19 @@ class Settings(BaseSettings):
     tracking_uri: str | None = Field(
         default=None, description="MLflow tracking URI; default is a SQLite store under the workspace."
     )
+    registry_uri: str | None = Field(
+        default=None,
+        description="MLflow registry URI; default: the tracking URI. 'databricks-uc' registers models in Unity "
+        "Catalog as <uc_catalog>.<uc_schema>_models.<model>.",
+    )
+    uc_catalog: str = Field(
+        default="main", pattern=r"^[a-z_][a-z0-9_]*$", description="Unity Catalog catalog of the tables and models."
+    )
+    uc_schema: str = Field(
+        default="goldgate",
+        pattern=r"^[a-z_][a-z0-9_]*$",
+        description="Unity Catalog schema prefix: layer L lives in <uc_schema>_<L>, models in <uc_schema>_models.",
+    )
     owner: str = Field(default_factory=_default_owner)
     api_keys: list[SecretStr] = Field(
         default_factory=list, description="API keys of the prediction service (JSON list in GOLDGATE_API_KEYS)."
@@ -45,6 +58,17 @@ class Settings(BaseSettings):
     )
     serve_max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest accepted request body.")
     serve_max_rows: int = Field(default=1000, ge=1, description="Most rows accepted in one predict request.")
+    spark_master: str = Field(default="local[2]", description="Spark master URL of the spark engine.")
+    spark_driver_memory: str = Field(
+        default="2g", pattern=r"^\d+[kmgtKMGT]?$", description="Spark driver heap (e.g. 2g)."
+    )
+    spark_shuffle_partitions: int = Field(
+        default=4, ge=1, description="spark.sql.shuffle.partitions: few, since a local run has few cores."
+    )
+    spark_table_format: Literal["parquet", "delta"] = Field(
+        default="parquet",
+        description="Lake format of the spark engine: versioned Parquet snapshots, or Spark's own Delta (Databricks).",
+    )
 
     @property
     def workspace_dir(self) -> Path:
@@ -66,6 +90,11 @@ class Settings(BaseSettings):
     @property
     def resolved_tracking_uri(self) -> str:
         return self.tracking_uri or f"sqlite:///{self.workspace_dir / 'mlflow.db'}"
+
+    @property
+    def resolved_registry_uri(self) -> str:
+        """Where models are registered: the registry URI if set, else the tracking store."""
+        return self.registry_uri or self.resolved_tracking_uri
 
     def with_overrides(self, **overrides: object) -> Settings:
         """A copy with the non-None overrides applied (CLI flags win over env and defaults)."""

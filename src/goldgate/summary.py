@@ -81,17 +81,16 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     """A short human version of the summary."""
     print_tables(summary["tables"], summary["use_case"], console)
     runs = Table(title="models (walk-forward backtest, all folds)", title_justify="left")
-    for col in ("model", "role", "rmse", "mae", "run id"):
+    shown = [
+        m
+        for m in ("rmse", "mae", "brier", "log_loss", "roc_auc", "ece")
+        if any(m in r["metrics"] for r in summary["runs"])
+    ]
+    for col in ("model", "role", *shown, "run id"):
         runs.add_column(col)
     for r in summary["runs"]:
         m = r["metrics"]
-        runs.add_row(
-            r["model"],
-            r["role"],
-            f"{m.get('rmse', float('nan')):.5f}",
-            f"{m.get('mae', float('nan')):.5f}",
-            r["run_id"][:12],
-        )
+        runs.add_row(r["model"], r["role"], *(f"{m.get(k, float('nan')):.5f}" for k in shown), r["run_id"][:12])
     if summary["runs"]:
         console.print(runs)
     gate = summary["gate"]

@@ -18,7 +18,7 @@ def configure_mlflow(settings: Settings) -> str:
 
     settings.workspace_dir.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.resolved_tracking_uri)
-    mlflow.set_registry_uri(settings.resolved_tracking_uri)
+    mlflow.set_registry_uri(settings.resolved_registry_uri)
     return experiment_id(settings)
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import pandas as pd
 
 from goldgate.backtest import Fold, distinct_days, fold_rows, walk_forward_folds
-from goldgate.features import feature_columns
-from goldgate.metrics import regression_metrics
+from goldgate.features import model_feature_columns
+from goldgate.metrics import task_metrics
 from goldgate.models import build_model
 from goldgate.settings import Settings
 from goldgate.tracking import git_sha
@@ -29,6 +29,11 @@ TRUSTED_TYPES = [
     "collections.OrderedDict",
     "lightgbm.basic.Booster",
     "lightgbm.sklearn.LGBMRegressor",
+    "goldgate.models.ProbabilityClassifier",
+    "goldgate.models.RateBaseline",
+    "lightgbm.sklearn.LGBMClassifier",
+    "sklearn.tree._tree.Tree",
+    "numpy.dtype",
 ]
 
 
@@ -63,18 +68,21 @@ def model_inputs(spec: ModelSpec, all_features: list[str]) -> list[str]:
 
 
 def prepare_frame(features: pd.DataFrame, usecase: UseCase) -> pd.DataFrame:
-    """Rows where the target and every model input are known, so all models see the same rows.
+    """Rows where the target and every model input (only the baseline's, when models may impute) are known.
 
     Rows are put in (time, entity) order: a parallel scan returns them in any order, and tree learners are
     only bit-for-bit reproducible on the same rows in the same order.
     """
-    cols = feature_columns(list(features.columns), usecase.target)
+    cols = model_feature_columns(list(features.columns), usecase)
     specs = [usecase.models.baseline, *usecase.models.candidates]
     used = sorted({c for m in specs for c in model_inputs(m, cols)})
     missing = [c for c in used if c not in features.columns]
     if missing:
         raise ValueError(f"{usecase.tables.features}: model inputs {missing} are not feature columns")
-    known = features.dropna(subset=[*used, usecase.target.name])
+    # With allow_missing the models impute; only the baseline's own inputs must be present, so that every model
+    # is still scored on the same rows.
+    required = model_inputs(usecase.models.baseline, cols) if usecase.models.allow_missing else used
+    known = features.dropna(subset=[*required, usecase.target.name])
     return known.sort_values([usecase.time, usecase.entity], kind="stable").reset_index(drop=True)
 
 
@@ -145,7 +153,7 @@ def train_models(
 
     folds = plan_folds(frame, usecase)
     train, _ = fold_rows(frame, folds[-1], usecase.time)
-    all_features = feature_columns(list(frame.columns), usecase.target)
+    all_features = model_feature_columns(list(frame.columns), usecase)
     tags = {
         "use_case": usecase.name,
         "env": settings.env,
@@ -193,7 +201,7 @@ def train_models(
             ) as run:
                 model, params = fit_spec(spec, train, inputs, usecase, log_trials=True)
                 mlflow.set_tag("goldgate.fitted_params", json.dumps(params, sort_keys=True, default=str))
-                metrics = {f"train_{k}": v for k, v in regression_metrics(y, model.predict(X)).items()}
+                metrics = {f"train_{k}": v for k, v in task_metrics(usecase.task, y, model.predict(X)).items()}
                 mlflow.log_params(
                     {
                         "kind": spec.kind,

@@ -19,14 +19,26 @@ class _Strict(BaseModel):
 
 
 class Source(_Strict):
-    kind: Literal["ecb_fx"]
-    path: str | None = Field(default=None, description="Default source; None means the bundled file.")
+    kind: Literal["ecb_fx", "crm_export"] = Field(
+        description="ecb_fx: the ECB wide CSV; crm_export: a folder of the four Maven CRM CSVs."
+    )
+    path: str | None = Field(
+        default=None, description="Default source; None means the bundled file (fx) or the generated demo (crm)."
+    )
+    demo_rows: int = Field(default=8800, ge=100, description="crm: opportunities in the generated demo export.")
+    demo_seed: int = Field(default=42, description="crm: seed of the generated demo export.")
     currencies: list[str] | None = Field(default=None, description="Keep only these columns (a slice).")
     start: str | None = Field(default=None, description="Keep only dates on or after this ISO date.")
     end: str | None = Field(default=None, description="Keep only dates on or before this ISO date.")
     required_columns: list[str] = Field(
         default_factory=lambda: ["Date"], description="Columns a source batch must have, or ingest stops."
     )
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> Source:
+        if self.kind != "ecb_fx" and (self.currencies or self.start or self.end):
+            raise ValueError("currencies, start and end slice the ECB file; they apply to kind ecb_fx only")
+        return self
 
 
 class InSet(_Strict):
@@ -108,11 +120,24 @@ class Expectation(_Strict):
 
 
 class Mapping(_Strict):
-    """Canonical spellings for a column of dirty reference data, applied in silver and reported."""
+    """Canonical spellings for a column of dirty reference data, applied in silver and reported.
+
+    ``values`` lists known variants; ``reference`` (``layer.table.column``) maps any value that equals a reference
+    value up to case and spacing to the reference's spelling.
+    """
 
     column: str
-    values: dict[str, str] = Field(min_length=1, description="Observed value -> canonical value.")
+    values: dict[str, str] = Field(default_factory=dict, description="Observed value -> canonical value.")
+    reference: str | None = Field(default=None, description="layer.table.column whose spelling is canonical.")
     case_insensitive: bool = True
+
+    @model_validator(mode="after")
+    def _values_or_reference(self) -> Mapping:
+        if not self.values and self.reference is None:
+            raise ValueError(f"mapping of '{self.column}' needs values, a reference, or both")
+        if self.reference is not None and self.reference.count(".") != 2:
+            raise ValueError("reference must be <layer>.<table>.<column>")
+        return self
 
 
 class Tables(_Strict):
@@ -122,9 +147,15 @@ class Tables(_Strict):
     features: str
     predictions: str
     quarantine: str
+    extra: dict[str, str] = Field(
+        default_factory=dict, description="Further tables a source kind writes (role -> logical name)."
+    )
 
 
 class Features(_Strict):
+    """Point-in-time features of a daily panel (log returns, realized volatility, calendar, cross deltas)."""
+
+    kind: Literal["fx_panel"] = "fx_panel"
     return_lags: list[int] = Field(default_factory=lambda: [1, 2, 5])
     vol_windows: list[int] = Field(default_factory=lambda: [5, 20, 60])
     cross_reference: str = Field(default="USD", description="Currency the cross-rate delta is taken against.")
@@ -132,9 +163,21 @@ class Features(_Strict):
     annualization: int = 252
 
 
+class SnapshotFeatures(_Strict):
+    """Monthly snapshots of open deals with features known at each month end (see ``goldgate.features_crm``)."""
+
+    kind: Literal["deal_snapshots"] = "deal_snapshots"
+    smoothing: float = Field(default=10.0, ge=0, description="Pseudo-deals pulling prior win rates to the global.")
+
+
 class Target(_Strict):
     name: str = "target_rv_5d"
     horizon: int = Field(default=5, ge=1)
+    unit: Literal["rows", "days"] = Field(
+        default="rows",
+        description="rows: the next `horizon` rows of the entity (gap_days must cover it); days: calendar days "
+        "after the snapshot (training rows are purged by their label end date).",
+    )
 
 
 class Dimension(_Strict):
@@ -169,10 +212,16 @@ class HPO(_Strict):
 
 class ModelSpec(_Strict):
     name: str
-    kind: Literal["persistence", "har_linear", "lightgbm"]
+    kind: Literal[
+        "persistence", "har_linear", "lightgbm", "prior_rate", "logistic", "random_forest", "lightgbm_classifier"
+    ]
     features: list[str] = Field(default_factory=list, description="Empty means every feature column.")
     params: dict[str, Any] = Field(default_factory=dict)
     hpo: HPO | None = None
+    calibration: Literal["none", "isotonic"] = Field(
+        default="none", description="Classifiers: isotonic calibration fitted on the latest rows of the training set."
+    )
+    calibration_share: float = Field(default=0.2, gt=0, lt=0.5, description="Share of training rows calibrated on.")
 
 
 class Models(_Strict):
@@ -180,16 +229,20 @@ class Models(_Strict):
     baseline: ModelSpec
     candidates: list[ModelSpec] = Field(min_length=1)
     seed: int = 42
+    allow_missing: bool = Field(
+        default=False,
+        description="Keep rows with missing inputs (models impute or handle them); else such rows are not used.",
+    )
 
 
 class Evaluation(_Strict):
-    primary_metric: Literal["rmse", "mae"] = "rmse"
+    primary_metric: Literal["rmse", "mae", "brier", "log_loss"] = "rmse"
     folds: int = Field(default=4, ge=1, description="Walk-forward folds; the last one is the final holdout.")
-    test_days: int = Field(default=60, ge=5, description="Dates in each fold's test window.")
+    test_days: int = Field(default=60, ge=1, description="Dates in each fold's test window.")
     gap_days: int | None = Field(default=None, description="Embargo between train and test; >= horizon.")
     window: Literal["expanding", "rolling"] = "expanding"
     train_days: int | None = Field(default=None, ge=20, description="Training dates per fold when rolling.")
-    min_train_days: int = Field(default=60, ge=20)
+    min_train_days: int = Field(default=60, ge=1)
 
     @model_validator(mode="after")
     def _rolling_needs_length(self) -> Evaluation:
@@ -202,16 +255,24 @@ class Gate(_Strict):
     margin: float = Field(default=0.0, ge=0, description="Relative improvement required over each rival.")
     confidence: float = Field(default=0.95, gt=0.5, lt=1, description="Level of the paired bootstrap CI.")
     bootstrap_resamples: int = Field(default=1000, ge=100)
+    bootstrap_unit: Literal["time", "entity"] = Field(
+        default="time",
+        description="Blocks the paired bootstrap resamples: whole dates (a daily panel), or whole entities "
+        "(monthly snapshots, where a few test dates would make too few blocks).",
+    )
     min_fold_wins: int | None = Field(default=None, ge=0, description="Folds won against the baseline.")
     require_beat_champion: bool = True
     allow_signature_change: bool = False
     max_quarantine_share: float = Field(default=0.01, ge=0, le=1)
     latency_budget_ms: float | None = Field(default=None, gt=0, description="p95 single-row predict latency.")
     min_test_rows: int = Field(default=20, ge=1)
+    ece_tolerance: float = Field(
+        default=0.01, ge=0, description="Classifiers: expected calibration error may exceed each rival's by this much."
+    )
 
 
 DRIFT_STATISTICS = ("psi", "wasserstein", "ks", "js", "chi2_pvalue", "missing_rate", "out_of_range")
-PERFORMANCE_METRICS = ("rmse", "mae")
+PERFORMANCE_METRICS = ("rmse", "mae", "brier", "log_loss", "ece", "roc_auc")
 _RUNBOOKS = {"drift": "drift.md", "performance": "performance-drop.md"}
 
 
@@ -221,7 +282,8 @@ class AlertRule(_Strict):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     metric: str = Field(
-        pattern=r"^(drift\.(psi|wasserstein|ks|js|chi2_pvalue|missing_rate|out_of_range)|performance\.(rmse|mae))$",
+        pattern=r"^(drift\.(psi|wasserstein|ks|js|chi2_pvalue|missing_rate|out_of_range)"
+        r"|performance\.(rmse|mae|brier|log_loss|ece|roc_auc))$",
         description="drift.<statistic> (per feature, from ops.drift) or performance.<metric> (from ops.performance).",
     )
     subjects: list[str] = Field(
@@ -261,7 +323,7 @@ class AlertRule(_Strict):
 
     @property
     def worse(self) -> str:
-        return self.direction or ("lower" if self.statistic == "chi2_pvalue" else "higher")
+        return self.direction or ("lower" if self.statistic in ("chi2_pvalue", "roc_auc") else "higher")
 
     @property
     def runbook_file(self) -> str:
@@ -295,7 +357,7 @@ class Alerts(_Strict):
 
 
 class Monitoring(_Strict):
-    window_days: int = Field(default=60, ge=5)
+    window_days: int = Field(default=60, ge=1, description="Latest distinct dates of the feature table per window.")
     bins: int = Field(default=10, ge=2)
     grid_cells: int = Field(default=1000, ge=10, description="Cells of the reference grid numeric drift is read on.")
     max_categories: int = Field(default=50, ge=1, description="Categories profiled; rarer ones pool as __other__.")
@@ -329,10 +391,54 @@ class Monitoring(_Strict):
         return {s: float(getattr(self, f"{s}_threshold")) for s in DRIFT_STATISTICS}
 
 
+class StepPolicy(_Strict):
+    """Retries and time limit of a step under an orchestrator (Prefect, Databricks jobs).
+
+    The in-process runner (``goldgate run``) runs every step once and ignores these.
+    """
+
+    retries: int = Field(default=1, ge=0, le=10, description="Further attempts after a failed one.")
+    retry_delay_seconds: float = Field(default=30.0, ge=0, le=86_400, description="Wait before each retry.")
+    timeout_seconds: float | None = Field(
+        default=3600.0, gt=0, description="An attempt running longer fails (and may be retried); None: no limit."
+    )
+
+
+class StepPolicyOverride(_Strict):
+    """One step's departures from the orchestration defaults; a key left out keeps the default."""
+
+    retries: int | None = Field(default=None, ge=0, le=10)
+    retry_delay_seconds: float | None = Field(default=None, ge=0, le=86_400)
+    timeout_seconds: float | None = Field(default=None, gt=0)
+
+
+class Orchestration(_Strict):
+    """Per-step retries and time limits for the Prefect flow and the Databricks jobs built from the DAG."""
+
+    defaults: StepPolicy = Field(default_factory=StepPolicy)
+    steps: dict[str, StepPolicyOverride] = Field(default_factory=dict, description="Step name -> overrides.")
+
+    @model_validator(mode="after")
+    def _known_steps(self) -> Orchestration:
+        from goldgate.dag import STEP_NAMES  # the DAG is the one list of steps
+
+        unknown = sorted(set(self.steps) - set(STEP_NAMES))
+        if unknown:
+            raise ValueError(f"orchestration.steps names unknown steps {unknown}; steps are: {', '.join(STEP_NAMES)}")
+        return self
+
+    def policy(self, step: str) -> StepPolicy:
+        """The effective policy of ``step``: its own values over the defaults."""
+        override = self.steps.get(step)
+        if override is None:
+            return self.defaults
+        return self.defaults.model_copy(update=override.model_dump(exclude_none=True))
+
+
 class UseCase(_Strict):
     name: str
     description: str = ""
-    task: Literal["regression"]
+    task: Literal["regression", "classification"]
     entity: str
     time: str
     source: Source
@@ -343,12 +449,27 @@ class UseCase(_Strict):
         default_factory=dict,
         description="Table -> column -> description ('_table' describes the table; '*' any other non-metadata column).",
     )
-    features: Features = Field(default_factory=Features)
+    features: Features | SnapshotFeatures = Field(default_factory=Features, discriminator="kind")
     target: Target = Field(default_factory=Target)
     models: Models
     evaluation: Evaluation = Field(default_factory=Evaluation)
     gate: Gate = Field(default_factory=Gate)
     monitoring: Monitoring = Field(default_factory=Monitoring)
+    orchestration: Orchestration = Field(default_factory=Orchestration)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _features_kind(cls, data: Any) -> Any:
+        # The source kind decides which feature family a use case gets, so YAML need not repeat it.
+        if isinstance(data, dict):
+            kind = (data.get("source") or {}).get("kind") if isinstance(data.get("source"), dict) else None
+            feats = data.get("features")
+            default = "deal_snapshots" if kind == "crm_export" else "fx_panel"
+            if feats is None:
+                data = {**data, "features": {"kind": default}}
+            elif isinstance(feats, dict) and "kind" not in feats:
+                data = {**data, "features": {"kind": default, **feats}}
+        return data
 
     @model_validator(mode="after")
     def _gap_covers_horizon(self) -> UseCase:
@@ -356,7 +477,17 @@ class UseCase(_Strict):
             raise ValueError(
                 f"gate.min_fold_wins ({self.gate.min_fold_wins}) exceeds evaluation.folds ({self.evaluation.folds})"
             )
-        if self.evaluation.gap_days is not None and self.evaluation.gap_days < self.target.horizon:
+        regression_metric = self.evaluation.primary_metric in ("rmse", "mae")
+        if (self.task == "regression") != regression_metric:
+            raise ValueError(
+                f"evaluation.primary_metric '{self.evaluation.primary_metric}' does not fit task '{self.task}' "
+                "(regression: rmse, mae; classification: brier, log_loss)"
+            )
+        if (
+            self.target.unit == "rows"
+            and self.evaluation.gap_days is not None
+            and self.evaluation.gap_days < self.target.horizon
+        ):
             raise ValueError(
                 f"evaluation.gap_days ({self.evaluation.gap_days}) must be >= target.horizon "
                 f"({self.target.horizon}) or training labels overlap the test window"
@@ -365,7 +496,10 @@ class UseCase(_Strict):
 
     @property
     def gap(self) -> int:
-        return self.evaluation.gap_days if self.evaluation.gap_days is not None else self.target.horizon
+        if self.evaluation.gap_days is not None:
+            return self.evaluation.gap_days
+        # A label measured in calendar days is purged by its end date; a one-date gap still separates the windows.
+        return self.target.horizon if self.target.unit == "rows" else 1
 
     @property
     def min_fold_wins(self) -> int:
@@ -374,10 +508,14 @@ class UseCase(_Strict):
         return g if g is not None else self.evaluation.folds // 2 + 1
 
 
+FEATURE_KINDS = ("fx_panel", "deal_snapshots")
+
+
 def _format_error(origin: str, err: ValidationError) -> str:
     parts = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        # A discriminated union adds its tag to the location; the user wrote no such key.
+        key = ".".join(str(p) for p in e["loc"] if p not in FEATURE_KINDS) or "<root>"
         msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
         parts.append(f"key '{key}': {msg}")
     return f"{origin}: invalid use case: " + "; ".join(parts)

@@ -8,6 +8,8 @@ import ibis
 import ibis.expr.types as ir
 import ibis.selectors as s
 
+from goldgate.sql_dialect import run_duckdb_sql
+
 _ALIASES = itertools.count()
 MISSING = ("n/a", "", "na", "null", "none", "nan")  # compared lower-case
 
@@ -37,10 +39,7 @@ def melt_rates(bronze: ir.Table) -> ir.Table:
         "TRY_STRPTIME(TRIM(raw_date), '%d %B %Y')) AS DATE) AS date, rate, _batch_id, _row_number, "
         "_ingested_at FROM "
     )
-    return typed.alias(alias).sql(
-        query + alias,
-        dialect="duckdb",
-    )
+    return run_duckdb_sql(typed.alias(alias), query + alias)
 
 
 def dedupe_latest(rates: ir.Table) -> ir.Table:

@@ -1,0 +1,1 @@
+"""Orchestrator targets built from the DAG in ``goldgate.dag``: a Prefect flow (``prefect_flow``)."""
