@@ -168,3 +168,14 @@ def test_calibrated_prior_rate_baseline_maps_the_rate_to_the_label_scale() -> No
     assert (np.diff(pred[10:][order]) >= -1e-12).all()
     with pytest.raises(ValueError, match="needs column"):
         RateBaseline("missing").fit(xs, y)
+
+
+def test_calibrated_probabilities_are_never_certain() -> None:
+    from goldgate.models import PROBABILITY_FLOOR
+
+    xs, y = classification_data(600)
+    # A separable signal: raw isotonic steps would reach exactly 0 and 1.
+    y = pd.Series((xs.a > 0).astype(float))
+    prob = build_model(ModelSpec(name="lr", kind="logistic", calibration="isotonic"), seed=1).fit(xs, y).predict(xs)
+    assert prob.min() >= PROBABILITY_FLOOR
+    assert prob.max() <= 1 - PROBABILITY_FLOOR

@@ -186,7 +186,9 @@ def test_log_training_plots_logs_on_the_training_run(tmp_path: Path) -> None:
     logged: dict[str, list[str]] = {}
     artifacts: dict[str, set[str]] = {}
     with mlflow_store(f"sqlite:///{tmp_path / 'mlflow.db'}"):
-        mlflow.set_experiment(experiment_name="plots")
+        # Artifacts under the test's folder: a SQLite store's default artifact root is ./mlruns in the cwd.
+        experiment = mlflow.create_experiment("plots", artifact_location=(tmp_path / "artifacts").as_uri())
+        mlflow.set_experiment(experiment_id=experiment)
         model = LogisticRegression().fit(x[["a", "b"]], label)
         uri = _logged_model(model, x[["a", "b"]])
         client = mlflow.MlflowClient()

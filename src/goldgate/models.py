@@ -34,6 +34,10 @@ class Persistence(RegressorMixin, BaseEstimator):
         return np.asarray(X[self.column], dtype="float64")
 
 
+# Calibrated probabilities stay within [PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR].
+PROBABILITY_FLOOR = 0.005
+
+
 class RateBaseline(RegressorMixin, BaseEstimator):
     """A prior rate (e.g. the agent's smoothed win rate) mapped to the label's own scale by isotonic regression.
 
@@ -56,7 +60,9 @@ class RateBaseline(RegressorMixin, BaseEstimator):
         rate = np.asarray(X[self.column], dtype="float64")
         known = ~np.isnan(rate)
         self.base_rate_ = float(y.mean())
-        self.isotonic_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(rate[known], y[known])
+        self.isotonic_ = IsotonicRegression(
+            y_min=PROBABILITY_FLOOR, y_max=1 - PROBABILITY_FLOOR, out_of_bounds="clip"
+        ).fit(rate[known], y[known])
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
@@ -112,7 +118,11 @@ class ProbabilityClassifier(RegressorMixin, BaseEstimator):
             from sklearn.isotonic import IsotonicRegression
 
             raw = self.model_.predict_proba(X.iloc[cut:])[:, 1]
-            self.calibrator_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, cal_y)
+            # A bin of the calibration rows that happened to be all wins (or all losses) would map to exactly 1 (0):
+            # no open deal is certain, and a certain miss costs an unbounded log loss.
+            self.calibrator_ = IsotonicRegression(
+                y_min=PROBABILITY_FLOOR, y_max=1 - PROBABILITY_FLOOR, out_of_bounds="clip"
+            ).fit(raw, cal_y)
         else:
             self.model_ = self._pipeline().fit(X, y)
         _predict_in_one_job(self.model_)
