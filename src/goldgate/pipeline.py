@@ -101,8 +101,8 @@ def ingest(ctx: Context) -> dict[str, Any]:
     return {**result, "new": True}
 
 
-def _pending_batches(ctx: Context) -> list[str]:
-    """Bronze batches not yet checked into silver, oldest first."""
+def pending_batches(ctx: Context) -> list[str]:
+    """Bronze batches not yet checked into silver, oldest first (the main bronze table marks a whole batch)."""
     uc, lake = ctx.usecase, ctx.lake
     bronze = lake.read(uc.tables.bronze)
     batches = bronze.group_by("_batch_id").aggregate(at=bronze._ingested_at.max()).order_by("at").to_pyarrow()
@@ -134,7 +134,7 @@ def silver(ctx: Context) -> dict[str, Any]:
     totals = {"batches": 0, "rows_in": 0, "kept": 0, "quarantined": 0, "inserted": 0, "updated": 0}
     bronze_version = lake.version(uc.tables.bronze)
     inputs = {uc.tables.bronze: bronze_version}
-    for batch_id in _pending_batches(ctx):
+    for batch_id in pending_batches(ctx):
         bronze = lake.read(uc.tables.bronze, bronze_version)
         melted = melt_rates(bronze.filter(bronze._batch_id == batch_id)).cache()  # one pass over the wide batch
         mapped, remapped = apply_mappings(melted, uc.mappings)

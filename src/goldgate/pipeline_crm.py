@@ -16,6 +16,7 @@ import ibis.expr.types as ir
 from goldgate.context import Context
 from goldgate.layers.bronze import SCHEMA_CHANGES, add_ingest_metadata, schema_change_rows, schema_changes
 from goldgate.layers.crm import REFERENCE_KEYS, TYPERS, join_deals, silver_rows, type_opportunities
+from goldgate.pipeline import pending_batches
 from goldgate.quality import (
     QUALITY,
     QualityResult,
@@ -82,17 +83,6 @@ def ingest(ctx: Context) -> dict[str, Any]:
     return {**result, "new": True, "schema_changes": changes}
 
 
-def _pending_batches(ctx: Context) -> list[str]:
-    uc, lake = ctx.usecase, ctx.lake
-    bronze = lake.read(uc.tables.bronze)
-    batches = bronze.group_by("_batch_id").aggregate(at=bronze._ingested_at.max()).order_by("at").to_pyarrow()
-    done: set[str] = set()
-    if lake.exists(QUALITY):
-        q = lake.read(QUALITY)
-        done = set(q.filter(q.table_name == uc.tables.silver).batch_id.to_pyarrow().to_pylist())
-    return [b for b in batches["_batch_id"].to_pylist() if b not in done]
-
-
 def _record(
     ctx: Context, table: str, bronze: str, batch_id: str, checked: QualityResult, remapped: dict[str, int]
 ) -> None:
@@ -136,7 +126,7 @@ def silver(ctx: Context) -> dict[str, Any]:
     totals: dict[str, Any] = {"batches": 0, "rows_in": 0, "kept": 0, "quarantined": 0, "references": {}}
     names = [table_of(uc, f"bronze_{f}") for f in CRM_FILES]
     inputs: dict[str, int | None] = {n: lake.version(n) for n in names}
-    for batch_id in _pending_batches(ctx):
+    for batch_id in pending_batches(ctx):
         for name in REFERENCE_KEYS:
             totals["references"][name] = _silver_reference(ctx, name, batch_id, inputs)
         refs = _references(ctx)
