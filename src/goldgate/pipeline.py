@@ -88,17 +88,32 @@ def ingest(ctx: Context) -> dict[str, Any]:
         log.warning("%s has no rows inside the use case's slice: nothing ingested", batch.source)
         return {**result, "new": False}
     if lake.exists(uc.tables.bronze):
-        bronze = lake.read(uc.tables.bronze)
-        if bronze.filter(bronze._batch_id == batch.batch_id).count().to_pyarrow().as_py():
-            log.info("batch %s from %s is already in %s", batch.batch_id, batch.source, uc.tables.bronze)
+        if batch_ingested(lake, uc.tables.bronze, batch.batch_id, batch.source):
             return {**result, "new": False}
-        changes = schema_changes(list(bronze.columns), batch.table.column_names)
-        if changes:
-            log.warning("%s: schema changed in %s: %s", uc.tables.bronze, batch.source, changes)
-            lake.append(SCHEMA_CHANGES, schema_change_rows(uc.tables.bronze, batch.batch_id, batch.source, changes))
-        result["schema_changes"] = changes
+        columns = batch.table.column_names
+        result["schema_changes"] = record_schema_changes(lake, uc.tables.bronze, columns, batch.batch_id, batch.source)
     lake.append(uc.tables.bronze, add_ingest_metadata(batch.table, batch.source, batch.batch_id, datetime.now(UTC)))
     return {**result, "new": True}
+
+
+def batch_ingested(lake: Any, bronze: str, batch_id: str, source: str) -> bool:
+    """Whether bronze already holds this batch (same content hash): a re-ingest is then skipped."""
+    table = lake.read(bronze)
+    if not table.filter(table._batch_id == batch_id).count().to_pyarrow().as_py():
+        return False
+    log.info("batch %s from %s is already in %s", batch_id, source, bronze)
+    return True
+
+
+def record_schema_changes(
+    lake: Any, bronze: str, columns: list[str], batch_id: str, source: str
+) -> dict[str, list[str]]:
+    """New and missing columns of a batch against an existing bronze table, logged in ``ops.schema_changes``."""
+    changes = schema_changes(list(lake.read(bronze).columns), columns)
+    if changes:
+        log.warning("%s: schema changed in %s: %s", bronze, source, changes)
+        lake.append(SCHEMA_CHANGES, schema_change_rows(bronze, batch_id, source, changes))
+    return changes
 
 
 def pending_batches(ctx: Context) -> list[str]:

@@ -14,9 +14,9 @@ from typing import Any
 import ibis.expr.types as ir
 
 from goldgate.context import Context
-from goldgate.layers.bronze import SCHEMA_CHANGES, add_ingest_metadata, schema_change_rows, schema_changes
+from goldgate.layers.bronze import add_ingest_metadata
 from goldgate.layers.crm import REFERENCE_KEYS, TYPERS, join_deals, silver_rows, type_opportunities
-from goldgate.pipeline import pending_batches
+from goldgate.pipeline import batch_ingested, pending_batches, record_schema_changes
 from goldgate.quality import (
     QUALITY,
     QualityResult,
@@ -62,11 +62,8 @@ def ingest(ctx: Context) -> dict[str, Any]:
     rows = {name: t.num_rows for name, t in batch.tables.items()}
     result: dict[str, Any] = {"batch_id": batch.batch_id, "rows": rows, "source": batch.source}
     main = table_of(uc, f"bronze_{MAIN_FILE}")
-    if lake.exists(main):
-        bronze = lake.read(main)
-        if bronze.filter(bronze._batch_id == batch.batch_id).count().to_pyarrow().as_py():
-            log.info("batch %s from %s is already in %s", batch.batch_id, batch.source, main)
-            return {**result, "new": False}
+    if lake.exists(main) and batch_ingested(lake, main, batch.batch_id, batch.source):
+        return {**result, "new": False}
     now = datetime.now(UTC)
     changes: dict[str, Any] = {}
     # The main file goes last: its batch id in bronze marks the whole export as ingested.
@@ -74,10 +71,8 @@ def ingest(ctx: Context) -> dict[str, Any]:
         target = table_of(uc, f"bronze_{name}")
         table = batch.tables[name]
         if lake.exists(target):
-            found = schema_changes(list(lake.read(target).columns), table.column_names)
+            found = record_schema_changes(lake, target, table.column_names, batch.batch_id, batch.source)
             if found:
-                log.warning("%s: schema changed in %s: %s", target, batch.files.get(name, batch.source), found)
-                lake.append(SCHEMA_CHANGES, schema_change_rows(target, batch.batch_id, batch.source, found))
                 changes[name] = found
         lake.append(target, add_ingest_metadata(table, batch.files.get(name, batch.source), batch.batch_id, now))
     return {**result, "new": True, "schema_changes": changes}
@@ -135,7 +130,7 @@ def silver(ctx: Context) -> dict[str, Any]:
         mapped, remapped = apply_mappings(typed, uc.mappings, refs, only_present=True)
         relations = {n: t.get_name() for n, t in refs.items()}
         checked = quarantine_repeats(
-            apply_expectations(mapped.cache(), uc.expectations, uc.tables.silver, relations),
+            apply_expectations(mapped, uc.expectations, uc.tables.silver, relations),
             [OPPORTUNITY_KEY],
             "_row_number",
             uc.tables.silver,
