@@ -85,9 +85,9 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
             if r:
                 out.append(
                     {
-                        "aim": f"goldgate {label} under 1 GB peak at {largest['rows']:,} rows",
+                        "aim": f"goldgate {label} under 1 GiB peak at {largest['rows']:,} rows",
                         "measured": round(r["peak_rss_mb"]),
-                        "unit": "MB",
+                        "unit": "MiB",
                         "met": r["peak_rss_mb"] < 1024,
                     }
                 )
@@ -97,9 +97,9 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
             for impl, r in size["impls"].items():
                 out.append(
                     {
-                        "aim": f"{size['rows']:,}-row build ({impl}) completes under 4 GB peak",
+                        "aim": f"{size['rows']:,}-row build ({impl}) completes under 4 GiB peak",
                         "measured": round(r["peak_rss_mb"]),
-                        "unit": f"MB (duckdb_memory_limit {r.get('duckdb_memory_limit')}, {r['seconds']:.0f} s)",
+                        "unit": f"MiB (duckdb_memory_limit {r.get('duckdb_memory_limit')}, {r['seconds']:.0f} s)",
                         "met": r["peak_rss_mb"] < 4096 and r.get("rows_out") == size["rows"],
                     }
                 )

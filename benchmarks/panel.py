@@ -630,7 +630,7 @@ def render(result: dict[str, Any]) -> str:
         "target the sample std of the next 5 rows. Each implementation x size in a fresh process, median of "
         f"{result['repeat']} runs; seconds run from reading the input to the written output (imports excluded).",
         "",
-        "| rows | implementation | seconds (runs) | CPU s | rows/s | peak RSS MB (at start) | vs DuckDB |",
+        "| rows | implementation | seconds (runs) | CPU s | rows/s | peak RSS MiB (at start) | vs DuckDB |",
         "|---:|---|---:|---:|---:|---:|---:|",
     ]
     for size in result["sizes"]:
@@ -659,7 +659,7 @@ def render(result: dict[str, Any]) -> str:
             )
         if r:
             lines.append(
-                f"| {LABELS[impl]} under 1 GB peak | {r['peak_rss_mb']:,.0f} MB | "
+                f"| {LABELS[impl]} under 1 GiB peak ({largest['rows']:,} rows) | {r['peak_rss_mb']:,.0f} MiB | "
                 f"{'yes' if r['peak_rss_mb'] < 1024 else '**no**'} |"
             )
     lines.append("")
@@ -671,7 +671,7 @@ def render(result: dict[str, Any]) -> str:
         )
         lines.append(
             f"Agreement on a sample ({', '.join(v['entities'])} at {verify[-1]['rows']:,} rows): largest absolute "
-            f"difference against {v['reference']}'s output: {diffs} (goldgate's fx set is checked against NumPy: "
+            f"difference from the {v['reference']} output: {diffs} (for goldgate's fx set: "
             f"{v.get('goldgate_fx_check', '-')})."
         )
         lines.append("")
@@ -689,12 +689,14 @@ def render(result: dict[str, Any]) -> str:
         "date, the 5-row volatility minus the cross-sectional mean of that date, day of week and month, and as target "
         "the realized volatility of the next 5 rows plus its end date (13 columns beyond the keys, against the "
         "reference set's 9, plus a second, narrow window pass and a per-date aggregate). CPU s is the process's "
-        "user + system time over the same span (two cores: up to twice the seconds). 'At start' is the process's "
+        "user + system time over the same span (two cores: up to twice the seconds). RSS is `VmHWM` in MiB; 'at "
+        "start' is the process's "
         "resident set before the clock starts: for goldgate, the imports of its step module (MLflow, pandas, "
         f"LightGBM, Ibis, DuckDB). goldgate ran with `duckdb_memory_limit={limit}`; the bare tools with their own "
-        "defaults (DuckDB: 80 % of RAM). Polars writes zstd Parquet, the others snappy; goldgate writes Delta through "
-        "delta-rs. The input is in the page cache for every run. The machine is shared: compare implementations "
-        "within one run. Raw figures: `benchmarks/results/panel.json`.",
+        "defaults (DuckDB: 80 % of RAM). Polars writes zstd Parquet, the others snappy; goldgate's new Delta tables "
+        "are Parquet files written by DuckDB and committed by delta-rs. The input is in the page cache for every "
+        "run. The machine is shared: compare implementations within one run. Raw figures: "
+        "`benchmarks/results/panel.json`.",
         END,
     ]
     return "\n".join(lines)
@@ -706,19 +708,31 @@ def render_large(result: dict[str, Any]) -> str:
         "## Out-of-core feature build",
         "",
         f"Measured {result['started_utc'].replace('T', ' ')[:16]} UTC with `.venv/bin/python benchmarks/panel.py "
-        f"--sizes {' '.join(str(s['rows']) for s in result['sizes'])} --repeat {result['repeat']} --tag ...` "
-        f"(load average at start {_load(result['load_average_start'])}, at end {_load(result['load_average_end'])}).",
+        f"--sizes {' '.join(str(s['rows']) for s in result['sizes'])} --repeat {result['repeat']} --impls "
+        f"{' '.join(result['sizes'][0]['impls'])} --memory-limit {result['memory_limit']}` on "
+        f"{result['machine']['cpus']} CPUs (load average at start {_load(result['load_average_start'])}, at end "
+        f"{_load(result['load_average_end'])}): the same panel as above at "
+        f"{result['sizes'][0]['entities']:,} entities x {result['sizes'][0]['days']:,} days, goldgate's step with "
+        f"DuckDB capped at `duckdb_memory_limit={result['memory_limit']}` (`GOLDGATE_DUCKDB_MEMORY_LIMIT`).",
         "",
-        "| rows | implementation | seconds | rows/s | peak RSS MB | DuckDB memory limit | spill MB | under 4 GB |",
-        "|---:|---|---:|---:|---:|---|---:|---|",
+        "| rows | implementation | seconds | CPU s | rows/s | peak RSS MiB (at start) | DuckDB memory limit "
+        "| spill MB | under 4 GiB |",
+        "|---:|---|---:|---:|---:|---:|---|---:|---|",
     ]
     for size in result["sizes"]:
         for impl, r in size["impls"].items():
             lines.append(
-                f"| {size['rows']:,} | {LABELS[impl]} | {r['seconds']:.1f} | {r['rows_per_second']:,.0f} "
-                f"| {r['peak_rss_mb']:,.0f} | {r.get('duckdb_memory_limit', 'default')} "
-                f"| {r.get('spill_mb', 0):,.0f} | {'yes' if r['peak_rss_mb'] < 4096 else '**no**'} |"
+                f"| {size['rows']:,} | {LABELS[impl]} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} "
+                f"| {r['rows_per_second']:,.0f} | {r['peak_rss_mb']:,.0f} ({r['start_rss_mb']:,.0f}) "
+                f"| {r.get('duckdb_memory_limit', 'default')} | {r.get('spill_mb', 0):,.0f} "
+                f"| {'yes' if r['peak_rss_mb'] < 4096 and r['rows_out'] == size['rows'] else '**no**'} |"
             )
+    checked = [s["verify"] for s in result["sizes"] if "verify" in s]
+    if checked:
+        v = checked[-1]
+        diffs = ", ".join(f"{k} {d:.1e}" if isinstance(d, float) else f"{k} {d}" for k, d in v["max_abs_diff"].items())
+        check = v.get("goldgate_fx_check")
+        lines += ["", f"Checked on {', '.join(v['entities'])}: largest difference {diffs} ({check})."]
     lines += [
         "",
         "DuckDB spills past its memory ceiling to `.duckdb_tmp` under the workspace; 'spill MB' is the largest size "

@@ -236,7 +236,7 @@ def render(r: dict[str, Any]) -> str:
         "the panel benchmark, with `features.py` and `lake.py` as of the baseline commit ('before') and as now "
         f"('after'), each run in a fresh process, alternating, median of {len(a['runs'])}.",
         "",
-        "| code | seconds (runs) | CPU seconds | peak RSS MB |",
+        "| code | seconds (runs) | CPU seconds | peak RSS MiB |",
         "|---|---:|---:|---:|",
     ]
     for key, label in (("before", f"before ({r['baseline']})"), ("after", "after")):
@@ -248,8 +248,9 @@ def render(r: dict[str, Any]) -> str:
         f"Speed-up {b['seconds'] / a['seconds']:.1f}× in wall time, {b['cpu_seconds'] / a['cpu_seconds']:.1f}× in CPU "
         f"time; peak memory {b['peak_rss_mb'] / a['peak_rss_mb']:.1f}× lower.",
         "",
-        "DuckDB's costliest operators in the feature query (JSON profiler, seconds summed over threads, the query "
-        "materialized into a temporary table):",
+        "DuckDB's costliest operators in the feature query (JSON profiler, one run each, seconds summed over "
+        "threads, the query materialized into a temporary table; on a shared machine single-run operator times vary "
+        "by tens of percent):",
         "",
         "| code | operator | seconds | what |",
         "|---|---|---:|---|",
@@ -267,10 +268,15 @@ def render(r: dict[str, Any]) -> str:
         "back on the date alone (a few thousand rows), instead of a window partitioned by date that re-sorted every "
         "feature column; its mean is summed in exact decimal arithmetic, so reruns stay bit-identical without an "
         "ordered aggregate; (3) the table is no longer sorted before it is written (every reader sorts where order "
-        "matters); (4) `Lake.merge` into a new table streams the query into Delta instead of materializing it in "
-        "DuckDB first, and checks the keys on a 64-bit hash of each row's key collected on the way, before the "
-        "commit (a failed check leaves no table). Raw figures: `benchmarks/results/features-profile.json`; the "
-        "cProfile and RSS timeline of one run: `benchmarks/results/profile-goldgate_fx.txt`.",
+        "matters); (4) `Lake.merge` into a new table no longer materializes the query in DuckDB and streams it "
+        "through Python into delta-rs' writer (one thread): DuckDB's own Parquet writer writes the data files in "
+        "parallel, out of core, into the table's folder, the keys are checked on those files (a 64-bit hash per "
+        "key, the exact check only on a hash collision), and delta-rs commits version 0 listing them — a failed "
+        "check removes the files, a crash before the commit leaves files no version lists. Streams that remain "
+        "(`Lake.write` of an expression, merges into an existing table) cast each Arrow batch to the declared "
+        "schema: Ibis' DuckDB stream declared `month` as int32 while DuckDB sent BIGINT, which a consumer reading "
+        "the declared type misread. Raw figures: `benchmarks/results/features-profile.json`; the cProfile, RSS "
+        "timeline and operator profile of one run: `benchmarks/results/profile-goldgate_fx.txt`.",
         END,
     ]
     return "\n".join(lines)
@@ -295,12 +301,13 @@ def profile(args: argparse.Namespace) -> None:
     sampler.join(timeout=5)
     buf = io.StringIO()
     pstats.Stats(profiler, stream=buf).sort_stats("cumulative").print_stats(args.top)
+    peak = peak_rss_mb()  # before the operator profile, which materializes the whole result
     clear(args.workspace, table)
     ops = operators(goldgate_context(args.workspace, args.memory_limit), args.impl, args.workspace / "profile.json")
     timeline = sampler.samples
     every = max(1, len(timeline) // 40)
     lines = [
-        f"{args.impl}: {rows:,} rows in {seconds:.2f} s, peak RSS {peak_rss_mb():,.0f} MB "
+        f"{args.impl}: {rows:,} rows in {seconds:.2f} s, peak RSS {peak:,.0f} MiB "
         f"(DuckDB memory limit {ctx.settings.duckdb_memory_limit}; load average {_load(os.getloadavg())})",
         "",
         "RSS timeline (s:MB): " + ", ".join(f"{t:.1f}:{m:.0f}" for t, m in timeline[::every]),
@@ -318,7 +325,7 @@ def profile(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["profile", "compare", "child"])
-    parser.add_argument("--workspace", type=Path, required=True)
+    parser.add_argument("--workspace", type=Path, default=Path("."))
     parser.add_argument("--impl", choices=["goldgate_fx", "goldgate_ref"], default="goldgate_fx")
     parser.add_argument("--memory-limit", default=None)
     parser.add_argument("--top", type=int, default=30)
@@ -326,6 +333,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--no-doc", action="store_true")
+    parser.add_argument("--render", action="store_true", help="compare: only rewrite the doc section from the JSON")
     parser.add_argument("--what", choices=["time", "operators"], default="time", help=argparse.SUPPRESS)
     parser.add_argument("--commit", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -335,9 +343,13 @@ def main() -> None:
     elif args.command == "profile":
         profile(args)
     else:
-        result = compare(args)
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "features-profile.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+        saved = RESULTS / "features-profile.json"
+        if args.render:
+            result = json.loads(saved.read_text())
+        else:
+            result = compare(args)
+            RESULTS.mkdir(exist_ok=True)
+            saved.write_text(json.dumps(result, indent=2, default=str) + "\n")
         if not args.no_doc:
             sys.path.insert(0, str(HERE))
             from report import write_section

@@ -144,8 +144,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     timings: dict[str, list[float]] = {k: [] for k in variants}
     loads: list[float] = []
     raw_predict()  # warm-up: LightGBM's first call sets up its thread pool
-    for _ in range(args.repeat):
-        for key, fn in variants.items():
+    order = list(variants)
+    for round_ in range(args.repeat):
+        # The order rotates every round, so no variant always runs right after another one.
+        for key in order[round_ % len(order) :] + order[: round_ % len(order)]:
+            fn = variants[key]
             clear()
             loads.append(os.getloadavg()[0])
             started = time.perf_counter()
@@ -216,7 +219,7 @@ def render(r: dict[str, Any]) -> str:
         f"{' (champion)' if model['champion'] else ''}, {model['kind']} with {model['n_estimators']} trees and "
         f"{len(model['inputs'])} inputs. Rows: {r['rows']:,} complete feature rows built by goldgate's features "
         f"step from a {r['panel_rows']:,}-row synthetic panel. One process, the variants alternating, median of "
-        f"{r['repeat']} runs.",
+        f"{r['repeat']} runs (the order rotating every round).",
         "",
         "| path | seconds (runs) | rows/s | share of raw throughput |",
         "|---|---:|---:|---:|",

@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator
+import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
@@ -17,7 +18,10 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import TableNotFoundError
+from deltalake.transaction import AddAction, create_table_with_add_actions
+from ibis.backends.sql.datatypes import DuckDBType
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +31,21 @@ Data: TypeAlias = ir.Table | pa.Table | pa.RecordBatchReader
 
 
 INPUTS_KEY = "goldgate.inputs"
-# Rows per Arrow batch when a new table streams from DuckDB into Delta, and the key-hash column riding along.
+# Rows per Arrow batch when a table streams from DuckDB into delta-rs.
 STREAM_ROWS = 131_072
-_KEY_HASH = "_goldgate_key_hash"
+
+
+def _copyable(dtype: Any) -> bool:
+    """Types DuckDB's Parquet writer stores exactly as Delta expects them (timestamps: UTC-adjusted microseconds)."""
+    if dtype.is_timestamp():
+        return dtype.timezone == "UTC" and dtype.scale in (None, 6)
+    return bool(
+        dtype.is_boolean() or dtype.is_signed_integer() or dtype.is_floating() or dtype.is_string() or dtype.is_date()
+    )
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def stream(table: ir.Table, chunk_size: int = STREAM_ROWS) -> pa.RecordBatchReader:
@@ -281,44 +297,73 @@ class Lake:
     def _create_unique(
         self, name: str, source: ir.Table, keys: list[str], inputs: dict[str, int | None] | None
     ) -> WriteResult:
-        """A new table streamed from DuckDB into Delta, never materialized; the keys are checked before the commit.
+        """A new table: DuckDB writes the data files itself, the keys are checked on them, then delta-rs commits.
 
-        A 64-bit hash of each row's key travels with the stream and is collected on a second cursor (out of core,
-        like any DuckDB table). As many distinct hashes as rows proves the keys unique (a collision can only lower
-        that count; then the exact check on the source decides). A failed check ends the stream with an error, so
-        delta-rs never commits and the table still does not exist.
+        DuckDB's own Parquet writer runs in parallel and out of core (the rows are never materialized nor passed
+        through Python); each column is cast to the type Ibis declares, so the Delta schema is the expression's.
+        The keys are checked on the written files (a 64-bit hash per key: as many distinct hashes as rows proves
+        them unique, a collision can only lower that count; then the exact check decides). Version 0 then lists
+        the files. A failed check removes them and commits nothing; a crash before the commit leaves files no
+        version lists, so the table still does not exist either way. Columns of types ``_copyable`` does not
+        list take the slower path: materialized by DuckDB, checked, streamed through delta-rs.
         """
-        reader = stream(source.mutate(**{_KEY_HASH: ibis.struct({k: source[k] for k in keys}).hash()}))
-        schema = reader.schema.remove(reader.schema.get_field_index(_KEY_HASH))
-        cursor = self.con.con.cursor()  # its own connection to the database: its temp table is private
-        cursor.execute("CREATE TEMP TABLE _key_hashes (h BIGINT)")
-        failed: list[LakeError] = []
-        rows = 0
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            nonlocal rows
-            for batch in reader:
-                cursor.register("_batch_hashes", pa.table({"h": batch.column(_KEY_HASH)}))
-                cursor.execute("INSERT INTO _key_hashes SELECT h FROM _batch_hashes")
-                rows += batch.num_rows
-                yield batch.drop_columns([_KEY_HASH])
-            distinct = cursor.execute("SELECT count(DISTINCT h) FROM _key_hashes").fetchone()
-            if distinct is None or distinct[0] != rows:
-                try:  # the stream is drained: the connection is free for the exact check
-                    self._check_unique(name, source, keys)
-                except LakeError as exc:
-                    failed.append(exc)
-                    raise
-
+        schema = source.schema()
+        if not all(_copyable(dtype) for dtype in schema.types):
+            staged = source.cache()
+            rows = self._check_unique(name, staged, keys)
+            return WriteResult(name, self.write(name, staged, inputs=inputs).version, inserted=rows)
+        path = self.path(name)
+        folder = path / f"part-{uuid.uuid4().hex}"  # a fresh folder: files of an interrupted attempt stay apart
+        path.mkdir(parents=True, exist_ok=True)
+        cols = ", ".join(f"CAST({_ident(c)} AS {DuckDBType.to_string(t)}) AS {_ident(c)}" for c, t in schema.items())
+        view = f"_goldgate_new_{uuid.uuid4().hex}"
+        self.con.create_view(view, source)  # also registers the expression's in-memory tables
         try:
-            result = self.write(name, pa.RecordBatchReader.from_batches(schema, batches()), inputs=inputs)
-        except Exception:
-            if failed:
-                raise failed[0] from None
-            raise
+            target = str(folder).replace("'", "''")
+            query = f"SELECT {cols} FROM {_ident(view)}"  # noqa: S608 - quoted identifiers
+            self.con.raw_sql(f"COPY ({query}) TO '{target}' (FORMAT parquet, PER_THREAD_OUTPUT true)")
         finally:
-            cursor.close()  # drops its temp table
-        return WriteResult(name, result.version, inserted=rows)
+            self.con.drop_view(view, force=True)
+        files = sorted(str(f) for f in folder.glob("*.parquet"))
+        rows, distinct = self._key_counts(files, keys, exact=False)
+        if distinct != rows:
+            rows, distinct = self._key_counts(files, keys, exact=True)
+        if distinct != rows:
+            shutil.rmtree(folder)
+            raise LakeError(
+                f"merge into {name}: {rows - distinct} source rows share a key {keys}; a merge needs one row per key"
+            )
+        meta = self.con.con.execute("SELECT file_name, num_rows FROM parquet_file_metadata($f)", {"f": files})
+        counts = dict(meta.fetchall()) if files else {}
+        actions = [
+            AddAction(
+                path=str(Path(f).relative_to(path)),
+                size=(stat := Path(f).stat()).st_size,
+                partition_values={},
+                modification_time=int(stat.st_mtime * 1000),
+                data_change=True,
+                stats=json.dumps({"numRecords": int(counts.get(f, 0))}),
+            )
+            for f in files
+        ]
+        create_table_with_add_actions(
+            str(path),
+            DeltaSchema.from_arrow(schema.to_pyarrow()),
+            actions,
+            mode="error",
+            commit_properties=_commit(inputs),
+        )
+        return WriteResult(name, self._delta(name).version(), inserted=int(rows))
+
+    def _key_counts(self, files: list[str], keys: list[str], *, exact: bool) -> tuple[int, int]:
+        """Rows of the Parquet ``files`` and their distinct keys (``exact=False``: distinct 64-bit key hashes)."""
+        if not files:
+            return 0, 0
+        cols = ", ".join(_ident(k) for k in keys)
+        distinct = f"count(DISTINCT row({cols}))" if exact else f"count(DISTINCT hash({cols}))"  # NULL keys count
+        query = f"SELECT count(*), {distinct} FROM read_parquet($f)"  # noqa: S608 - quoted identifiers
+        found = self.con.con.execute(query, {"f": files}).fetchone()
+        return int(found[0]), int(found[1])
 
     @staticmethod
     def _check_unique(name: str, staged: ir.Table, keys: list[str]) -> int:
