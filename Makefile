@@ -45,14 +45,17 @@ lock: $(STAMP)
 
 # Benchmarks write docs/benchmarks.md and benchmarks/results/; they take minutes, never part of `make test`.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/layers.py --sizes 100000 1000000 10000000 --repeat 3
+	$(BIN)/python benchmarks/layers.py --sizes 100000 1000000 10000000 --repeat 3 --scratch $(or $(BENCH_DIR),/tmp/goldgate-bench)
+	$(BIN)/python benchmarks/silver.py --rows 1000000 10000000 --repeat 3 --scratch $(or $(BENCH_DIR),/tmp/goldgate-bench)
 	$(BIN)/python benchmarks/panel.py --sizes 100000 1000000 10000000 --repeat 3 --scratch $(or $(BENCH_DIR),/tmp/goldgate-bench)/panel
+	$(BIN)/python benchmarks/crm.py --sizes 100000 1000000 10000000 --repeat 3 --scratch $(or $(BENCH_DIR),/tmp/goldgate-bench)/crm
 	$(BIN)/python benchmarks/profile_features.py compare --workspace $(or $(BENCH_DIR),/tmp/goldgate-bench)/panel/ws_10000000
 	$(BIN)/python benchmarks/profile_features.py profile --workspace $(or $(BENCH_DIR),/tmp/goldgate-bench)/panel/ws_10000000
-	$(BIN)/python benchmarks/runs.py --root $(or $(BENCH_DIR),/tmp/goldgate-bench)/runs
+	$(BIN)/python benchmarks/runs.py --root $(or $(BENCH_DIR),/tmp/goldgate-bench)/runs --repeat 3
 	$(BIN)/python benchmarks/scoring.py --workspace $(or $(BENCH_DIR),/tmp/goldgate-bench)/runs/fx --scratch $(or $(BENCH_DIR),/tmp/goldgate-bench)/panel
 	$(BIN)/python benchmarks/serving.py --workspace $(CURDIR)/workspace
 	$(BIN)/python benchmarks/spark.py
+	$(BIN)/python benchmarks/threads.py
 	@# 100M rows out of core (about 15-30 min, ~15 GB of disk): make bench BENCH_100M=1
 	if [ -n "$(BENCH_100M)" ]; then $(BIN)/python benchmarks/panel.py --sizes 100000000 --repeat 1 \
 	  --impls goldgate_fx --memory-limit 2GB --tag 100m --timeout 2700 --scratch $(or $(BENCH_DIR),/tmp/goldgate-bench)/panel; fi

@@ -41,6 +41,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from report import load_text, log_log_plot  # benchmarks/ is on sys.path when a benchmark runs as a script
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
@@ -588,31 +590,12 @@ def main() -> None:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    for impl in IMPLS:
-        points = [(s["rows"], s["impls"][impl]["seconds"]) for s in result["sizes"] if impl in s["impls"]]
-        if points:
-            ax.plot(*zip(*points, strict=True), marker="o", label=LABELS[impl])
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("rows (entities x 5,000 days)")
-    ax.set_ylabel("seconds, median (read to written output)")
-    ax.set_title(f"Lag and rolling features per entity ({result['machine']['cpus']} CPUs)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def _load(values: Any) -> str:
-    return ", ".join(f"{v:.2f}" for v in values)
+    series = {
+        LABELS[impl]: [(s["rows"], s["impls"][impl]["seconds"]) for s in result["sizes"] if impl in s["impls"]]
+        for impl in IMPLS
+    }
+    title = f"Lag and rolling features per entity ({result['machine']['cpus']} CPUs)"
+    log_log_plot(series, path, "rows (entities x 5,000 days)", "seconds, median (read to written output)", title)
 
 
 def render(result: dict[str, Any]) -> str:
@@ -624,7 +607,7 @@ def render(result: dict[str, Any]) -> str:
         f"Measured {result['started_utc'].replace('T', ' ')[:16]} UTC with `.venv/bin/python benchmarks/panel.py` on "
         f"{m['cpus']} CPUs, {m['ram_gb']} GB RAM, Python {m['python']}, pandas {m['versions']['pandas']}, Polars "
         f"{m['versions']['polars']}, DuckDB {m['versions']['duckdb']}, Ibis {m['versions']['ibis']} (load average at "
-        f"start {_load(result['load_average_start'])}, at end {_load(result['load_average_end'])}). The panel: "
+        f"start {load_text(result['load_average_start'])}, at end {load_text(result['load_average_end'])}). The panel: "
         "entities x 5,000 business days of a synthetic daily return `x`, Parquet in date-major order. Reference "
         "transforms per entity: lag 1 and 5, rolling mean and sample std over 5 / 20 / 60 rows (full windows only), "
         "target the sample std of the next 5 rows. Each implementation x size in a fresh process, median of "
@@ -710,8 +693,8 @@ def render_large(result: dict[str, Any]) -> str:
         f"Measured {result['started_utc'].replace('T', ' ')[:16]} UTC with `.venv/bin/python benchmarks/panel.py "
         f"--sizes {' '.join(str(s['rows']) for s in result['sizes'])} --repeat {result['repeat']} --impls "
         f"{' '.join(result['sizes'][0]['impls'])} --memory-limit {result['memory_limit']}` on "
-        f"{result['machine']['cpus']} CPUs (load average at start {_load(result['load_average_start'])}, at end "
-        f"{_load(result['load_average_end'])}): the same panel as above at "
+        f"{result['machine']['cpus']} CPUs (load average at start {load_text(result['load_average_start'])}, at end "
+        f"{load_text(result['load_average_end'])}): the same panel as above at "
         f"{result['sizes'][0]['entities']:,} entities x {result['sizes'][0]['days']:,} days, goldgate's step with "
         f"DuckDB capped at `duckdb_memory_limit={result['memory_limit']}` (`GOLDGATE_DUCKDB_MEMORY_LIMIT`).",
         "",

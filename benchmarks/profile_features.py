@@ -37,6 +37,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from panel import FX_FEATURES, GOLD, REF_TABLE, goldgate_context, machine, peak_rss_mb, rss_mb  # noqa: E402
+from report import load_text  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 RESULTS = HERE / "results"
@@ -219,10 +220,6 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _load(values: Any) -> str:
-    return ", ".join(f"{v:.2f}" for v in values)
-
-
 def render(r: dict[str, Any]) -> str:
     b, a = r["before"], r["after"]
     lines = [
@@ -231,7 +228,8 @@ def render(r: dict[str, Any]) -> str:
         "",
         f"Measured {r['started_utc'].replace('T', ' ')[:16]} UTC with `.venv/bin/python benchmarks/profile_features.py "
         f"compare --baseline {r['baseline']}` on {r['machine']['cpus']} CPUs (load average at start "
-        f"{_load(r['load_average_start'])}, at end {_load(r['load_average_end'])}): the features step's body (read "
+        f"{load_text(r['load_average_start'])}, at end {load_text(r['load_average_end'])}): "
+        "the features step's body (read "
         f"gold, build the fx features, merge into a new Delta table) on the {r['workspace_rows']:,}-row panel of "
         "the panel benchmark, with `features.py` and `lake.py` as of the baseline commit ('before') and as now "
         f"('after'), each run in a fresh process, alternating, median of {len(a['runs'])}.",
@@ -308,7 +306,7 @@ def profile(args: argparse.Namespace) -> None:
     every = max(1, len(timeline) // 40)
     lines = [
         f"{args.impl}: {rows:,} rows in {seconds:.2f} s, peak RSS {peak:,.0f} MiB "
-        f"(DuckDB memory limit {ctx.settings.duckdb_memory_limit}; load average {_load(os.getloadavg())})",
+        f"(DuckDB memory limit {ctx.settings.duckdb_memory_limit}; load average {load_text(os.getloadavg())})",
         "",
         "RSS timeline (s:MB): " + ", ".join(f"{t:.1f}:{m:.0f}" for t, m in timeline[::every]),
         "",

@@ -1,12 +1,12 @@
 """Benchmark: the whole loop, ``goldgate run``, cold (fresh workspace) and warm (the same workspace again).
 
-    .venv/bin/python benchmarks/runs.py [--usecases fx crm] [--root DIR] [--crm-rows 8800]
+    .venv/bin/python benchmarks/runs.py [--usecases fx crm] [--root DIR] [--crm-rows 8800] [--repeat 3]
 
-Per use case: a fresh workspace under ``--root``; ``goldgate run --usecase U --workspace W --summary-json S`` once
-(cold: every table and model is created) and once more (warm: the same source, so ingest finds the batch already
-there and every merge finds nothing changed). Wall seconds and the peak RSS of the process (``/usr/bin/time``'s
-maximum resident set size), plus goldgate's own per-step seconds from the summary. The crm use case runs on a
-generated export (``goldgate generate crm``) when this build has the command, otherwise it is reported pending.
+Per use case and repeat: a fresh workspace under ``--root``; ``goldgate run --usecase U --workspace W
+--summary-json S`` once (cold: every table and model is created) and once more (warm: the same source, so ingest
+finds the batch already there and every merge finds nothing changed). Wall seconds and the peak RSS of the process
+(``/usr/bin/time``'s maximum resident set size), plus goldgate's own per-step seconds from the summary; medians over
+the repeats. The crm use case runs on a generated export (``goldgate generate crm``).
 
 Writes ``benchmarks/results/runs.json`` and the ``runs`` section of docs/benchmarks.md; the fx workspace is kept
 (``--root``/fx) so ``benchmarks/scoring.py --workspace`` can reuse its registered model.
@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,19 +30,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from panel import machine  # noqa: E402
-from report import write_section  # noqa: E402
+from report import load_text, write_section  # noqa: E402
 
 BIN = Path(sys.executable).parent
 DOC = HERE.parent / "docs" / "benchmarks.md"
 RESULTS = HERE / "results"
 START, END = "<!-- runs:start -->", "<!-- runs:end -->"
 TIMEOUT = 1800
-
-
-def has_generate() -> bool:
-    """Whether this build's CLI has ``goldgate generate`` (the crm export generator)."""
-    proc = subprocess.run([str(BIN / "goldgate"), "--help"], capture_output=True, text=True, timeout=120, check=False)
-    return any(line.strip("│ ").startswith("generate ") for line in proc.stdout.splitlines())
 
 
 def timed(cmd: list[str], log: Path) -> dict[str, Any]:
@@ -64,11 +59,24 @@ def timed(cmd: list[str], log: Path) -> dict[str, Any]:
     return {"seconds": wall, "peak_rss_mb": int(max_kb) / 1024, "exit_code": proc.returncode, "load_1min": load}
 
 
-def run_usecase(usecase: str, root: Path, source: Path | None) -> dict[str, Any]:
+def run_usecase(usecase: str, root: Path, source: Path | None, repeat: int) -> dict[str, Any]:
+    """Cold then warm, ``repeat`` times, each pair on a fresh workspace; every run and the medians."""
+    runs = [run_pair(usecase, root, source) for _ in range(repeat)]
+    entry: dict[str, Any] = {"usecase": usecase, "source": str(source) if source else None, "repeat": repeat}
+    for phase in ("cold", "warm"):
+        phase_runs = [r[phase] for r in runs]
+        median_run = sorted(phase_runs, key=lambda r: r["seconds"])[len(phase_runs) // 2]
+        entry[phase] = {**median_run, "runs_seconds": [r["seconds"] for r in phase_runs]}
+        entry[phase]["peak_rss_mb"] = statistics.median(r["peak_rss_mb"] for r in phase_runs)
+    return entry
+
+
+def run_pair(usecase: str, root: Path, source: Path | None) -> dict[str, Any]:
+    """One cold and one warm run on a fresh workspace (kept at ``root/usecase`` for scoring.py to reuse)."""
     workspace = root / usecase
     shutil.rmtree(workspace, ignore_errors=True)
     workspace.mkdir(parents=True)
-    entry: dict[str, Any] = {"usecase": usecase, "workspace": str(workspace), "source": str(source) if source else None}
+    entry: dict[str, Any] = {}
     for phase in ("cold", "warm"):
         summary = workspace / f"summary-{phase}.json"
         cmd = [str(BIN / "goldgate"), "run", "--usecase", usecase, "--workspace", str(workspace)]
@@ -99,10 +107,6 @@ def generate_crm(root: Path, rows: int, seed: int) -> Path:
     return out
 
 
-def _load(values: Any) -> str:
-    return ", ".join(f"{v:.2f}" for v in values)
-
-
 def render(r: dict[str, Any]) -> str:
     m = r["machine"]
     lines = [
@@ -110,13 +114,15 @@ def render(r: dict[str, Any]) -> str:
         "## Full runs: `goldgate run`, cold and warm",
         "",
         f"Measured {r['started_utc'].replace('T', ' ')[:16]} UTC with `.venv/bin/python benchmarks/runs.py` on "
-        f"{m['cpus']} CPUs (load average at start {_load(r['load_average_start'])}, at end "
-        f"{_load(r['load_average_end'])}). Cold: a fresh workspace (every table, run and model created); warm: "
+        f"{m['cpus']} CPUs (load average at start {load_text(r['load_average_start'])}, at end "
+        f"{load_text(r['load_average_end'])}). Cold: a fresh workspace (every table, run and model created); warm: "
         "the same command again on that workspace (the batch is already ingested, merges find nothing changed, "
-        "training and the gate run again). Seconds are the whole command's wall time, including interpreter "
-        "start-up; peak RSS is the process's maximum resident set.",
+        "training, the walk-forward evaluation and the gate run again). Seconds are the whole command's wall time, "
+        "including interpreter start-up; peak RSS is the process's maximum resident set. Each pair ran "
+        f"{r['usecases'][0]['repeat']} times on a fresh workspace: the median run, its steps, and every run's "
+        "seconds.",
         "",
-        "| use case | run | seconds | peak RSS MB | slowest steps (s) | gate |",
+        "| use case | run | seconds (runs) | peak RSS MB | slowest steps (s) | gate |",
         "|---|---|---:|---:|---|---|",
     ]
     for entry in r["usecases"]:
@@ -124,12 +130,11 @@ def render(r: dict[str, Any]) -> str:
             p = entry[phase]
             steps = {k: v for k, v in p["steps"].items() if k != "total"}
             slow = ", ".join(f"{k} {v:.1f}" for k, v in sorted(steps.items(), key=lambda kv: -kv[1])[:3])
+            every = "/".join(f"{s:.1f}" for s in p["runs_seconds"])
             lines.append(
-                f"| {entry['usecase']} | {phase} | {p['seconds']:.1f} | {p['peak_rss_mb']:,.0f} | {slow} "
+                f"| {entry['usecase']} | {phase} | {p['seconds']:.1f} ({every}) | {p['peak_rss_mb']:,.0f} | {slow} "
                 f"| {p['gate']} |"
             )
-    for name, why in r.get("pending", {}).items():
-        lines.append(f"| {name} | - | pending | - | {why} | - |")
     lines += ["", "Raw figures, with every step's seconds: `benchmarks/results/runs.json`.", END]
     return "\n".join(lines)
 
@@ -140,6 +145,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "goldgate-runs")
     parser.add_argument("--crm-rows", type=int, default=8800)
     parser.add_argument("--crm-seed", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
     args.root.mkdir(parents=True, exist_ok=True)
@@ -149,17 +155,10 @@ def main() -> None:
         "load_average_start": os.getloadavg(),
         "machine": machine(),
         "usecases": [],
-        "pending": {},
     }
     for usecase in args.usecases:
-        source = None
-        if usecase == "crm":
-            if not has_generate():
-                result["pending"]["crm"] = "`goldgate generate crm` is not in this build yet"
-                print("crm: pending (no `goldgate generate`)", flush=True)
-                continue
-            source = generate_crm(args.root, args.crm_rows, args.crm_seed)
-        result["usecases"].append(run_usecase(usecase, args.root, source))
+        source = generate_crm(args.root, args.crm_rows, args.crm_seed) if usecase == "crm" else None
+        result["usecases"].append(run_usecase(usecase, args.root, source, args.repeat))
     result["load_average_end"] = os.getloadavg()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "runs.json").write_text(json.dumps(result, indent=2, default=str) + "\n")

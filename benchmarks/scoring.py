@@ -36,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from panel import DAYS, entity_codes, fx_usecase, goldgate_context, load_gold, machine, write_panel  # noqa: E402
-from report import write_section  # noqa: E402
+from report import load_text, write_section  # noqa: E402
 
 DOC = HERE.parent / "docs" / "benchmarks.md"
 RESULTS = HERE / "results"
@@ -198,10 +198,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _load(values: Any) -> str:
-    return ", ".join(f"{v:.2f}" for v in values)
-
-
 def render(r: dict[str, Any]) -> str:
     m, model, v = r["machine"], r["model"], r["variants"]
     labels = {
@@ -214,8 +210,8 @@ def render(r: dict[str, Any]) -> str:
         "## Batch scoring vs raw predict",
         "",
         f"Measured {r['started_utc'].replace('T', ' ')[:16]} UTC with `.venv/bin/python benchmarks/scoring.py` on "
-        f"{m['cpus']} CPUs (load average at start {_load(r['load_average_start'])}, at end "
-        f"{_load(r['load_average_end'])}). Model: `{model['name']}` v{model['version']}"
+        f"{m['cpus']} CPUs (load average at start {load_text(r['load_average_start'])}, at end "
+        f"{load_text(r['load_average_end'])}). Model: `{model['name']}` v{model['version']}"
         f"{' (champion)' if model['champion'] else ''}, {model['kind']} with {model['n_estimators']} trees and "
         f"{len(model['inputs'])} inputs. Rows: {r['rows']:,} complete feature rows built by goldgate's features "
         f"step from a {r['panel_rows']:,}-row synthetic panel. One process, the variants alternating, median of "

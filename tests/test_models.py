@@ -69,14 +69,25 @@ def test_build_har_linear_passes_params() -> None:
     np.testing.assert_allclose(fitted.coef_, [0.6, 0.4], atol=0.05)
 
 
+@pytest.mark.parametrize("kind", ["lightgbm", "lightgbm_classifier", "random_forest"])
+def test_threads_reach_every_multithreaded_estimator_and_default_to_one(kind: str) -> None:
+    def n_jobs(model: object) -> int:
+        inner = getattr(model, "estimator", model)  # the classifiers are wrapped for calibration
+        return int(inner.get_params()["n_jobs"])
+
+    assert n_jobs(build_model(spec(kind), seed=1)) == 1
+    assert n_jobs(build_model(spec(kind), seed=1, threads=3)) == 3
+    assert n_jobs(build_model(spec(kind, n_jobs=2), seed=1, threads=3)) == 2  # a spec's own n_jobs wins
+
+
 def test_build_lightgbm_is_seeded_and_params_override_defaults() -> None:
-    model = build_model(spec("lightgbm", n_estimators=7, n_jobs=1), seed=123)
+    model = build_model(spec("lightgbm", n_estimators=7, n_jobs=4), seed=123)
     assert isinstance(model, LGBMRegressor)
     params = model.get_params()
     assert params["random_state"] == 123
     assert params["deterministic"] is True
     assert params["n_estimators"] == 7
-    assert params["n_jobs"] == 1  # the use case's params win over the defaults
+    assert params["n_jobs"] == 4  # the use case's params win over the defaults
     xs, y = data()
     assert model.fit(xs, y).predict(xs).shape == (len(xs),)
 

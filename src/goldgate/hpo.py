@@ -53,7 +53,9 @@ def tune(spec: ModelSpec, train: pd.DataFrame, inputs: list[str], usecase: UseCa
 
     def objective(trial: optuna.Trial) -> float:
         params = {name: suggest(trial, name, dim) for name, dim in hpo.space.items()}
-        model = build_model(spec.model_copy(update={"params": {**spec.params, **params}}), usecase.models.seed)
+        model = build_model(
+            spec.model_copy(update={"params": {**spec.params, **params}}), usecase.models.seed, usecase.models.threads
+        )
         model.fit(fit_rows[inputs], fit_rows[target])
         value = task_metrics(usecase.task, val_rows[target].to_numpy(), model.predict(val_rows[inputs]))[metric]
         if log_trials:

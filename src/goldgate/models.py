@@ -145,7 +145,7 @@ def _predict_in_one_job(model: Any) -> None:
             model.set_params(**{name: 1})
 
 
-def _classifier(spec: ModelSpec, seed: int) -> BaseEstimator:
+def _classifier(spec: ModelSpec, seed: int, threads: int) -> BaseEstimator:
     if spec.kind == "logistic":
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
@@ -156,30 +156,30 @@ def _classifier(spec: ModelSpec, seed: int) -> BaseEstimator:
     elif spec.kind == "random_forest":
         from sklearn.ensemble import RandomForestClassifier
 
-        params = {"n_estimators": 200, "min_samples_leaf": 20, "n_jobs": 2, "random_state": seed, **spec.params}
+        params = {"n_estimators": 200, "min_samples_leaf": 20, "n_jobs": threads, "random_state": seed, **spec.params}
         est, impute = RandomForestClassifier(**params), True
     else:
         from lightgbm import LGBMClassifier
 
-        params = {"random_state": seed, "deterministic": True, "n_jobs": 2, "verbose": -1, **spec.params}
+        params = {"random_state": seed, "deterministic": True, "n_jobs": threads, "verbose": -1, **spec.params}
         est, impute = LGBMClassifier(**params), False  # LightGBM routes missing values itself
     return ProbabilityClassifier(est, impute, spec.calibration, spec.calibration_share)
 
 
-def build_model(spec: ModelSpec, seed: int) -> BaseEstimator:
-    """An unfitted estimator for a model spec from the use case."""
+def build_model(spec: ModelSpec, seed: int, threads: int = 1) -> BaseEstimator:
+    """An unfitted estimator for a model spec from the use case; ``threads`` is each fit's thread count."""
     if spec.kind == "persistence":
         return Persistence(column=spec.features[0] if spec.features else "rv_5")
     if spec.kind == "prior_rate":
         column = spec.features[0] if spec.features else "agent_win_rate"
         return RateBaseline(column) if spec.calibration == "isotonic" else Persistence(column=column)
     if spec.kind in ("logistic", "random_forest", "lightgbm_classifier"):
-        return _classifier(spec, seed)
+        return _classifier(spec, seed, threads)
     if spec.kind == "har_linear":
         return LinearRegression(**spec.params)
     if spec.kind == "lightgbm":
         from lightgbm import LGBMRegressor
 
-        params = {"random_state": seed, "deterministic": True, "n_jobs": 2, "verbose": -1, **spec.params}
+        params = {"random_state": seed, "deterministic": True, "n_jobs": threads, "verbose": -1, **spec.params}
         return LGBMRegressor(**params)
     raise ValueError(f"unknown model kind '{spec.kind}'")

@@ -113,7 +113,8 @@ def fit_spec(
 
         params.update(tune(spec, train, inputs, usecase, log_trials=log_trials))
     chosen = spec.model_copy(update={"params": params, "hpo": None})
-    return build_model(chosen, usecase.models.seed).fit(train[inputs], train[usecase.target.name]), params
+    model = build_model(chosen, usecase.models.seed, usecase.models.threads)
+    return model.fit(train[inputs], train[usecase.target.name]), params
 
 
 def _pip_requirements() -> list[str]:

@@ -229,6 +229,13 @@ class Models(_Strict):
     baseline: ModelSpec
     candidates: list[ModelSpec] = Field(min_length=1)
     seed: int = 42
+    threads: int = Field(
+        default=1,
+        ge=1,
+        description="Threads per model fit (LightGBM, random forest) unless a spec's params set n_jobs. One by "
+        "default: OpenMP threads that share their cores with any other work wait on each other, and a fit slows "
+        "down several-fold (docs/benchmarks.md, 'Model threads').",
+    )
     allow_missing: bool = Field(
         default=False,
         description="Keep rows with missing inputs (models impute or handle them); else such rows are not used.",

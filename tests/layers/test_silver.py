@@ -10,7 +10,7 @@ import ibis.expr.types as ir
 import pyarrow as pa
 import pytest
 
-from goldgate.layers.silver import dedupe_latest, melt_rates
+from goldgate.layers.silver import dedupe_latest, melt_rates, unpivot
 
 T0 = datetime(2024, 1, 10, tzinfo=UTC)
 T1 = datetime(2024, 1, 11, tzinfo=UTC)
@@ -112,3 +112,24 @@ def test_dedupe_within_one_batch_keeps_the_first_line(con: Any) -> None:
 def test_missing_spellings_are_not_rows_in_any_case(con: Any, spelling: str) -> None:
     wide = bronze(con, [("2024-01-03", spelling, "155.0")], batch=f"m{abs(hash(spelling))}")
     assert [r["currency"] for r in long_rows(melt_rates(wide))] == ["JPY"]
+
+
+def test_duckdb_unpivot_gives_the_rows_of_the_portable_pivot(con: Any) -> None:
+    table = pa.table(
+        {
+            "Date": ["2024-01-03", "2024-01-02", "2024-01-01"],
+            "USD": ["1.09", None, ""],
+            'odd "name", x': ["7", "8", None],
+            "_row_number": [2, 3, 4],
+        }
+    )
+    wide = con.create_table("wide_awkward", table, temp=True, overwrite=True)
+    columns = ["USD", 'odd "name", x']
+
+    def rows(t: ir.Table) -> list[tuple[Any, ...]]:
+        out = t.select("Date", "_row_number", "currency", "raw_value").to_pyarrow().to_pylist()
+        return sorted(tuple(r.values()) for r in out)
+
+    native, portable = unpivot(wide, columns), unpivot(wide, columns, native=False)
+    assert rows(native) == rows(portable)
+    assert len(rows(native)) == 6  # NULL cells included: the caller's filter decides

@@ -14,6 +14,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
 ROW_NUMBER = "_row_number"
 EXTRA = "_extra"
 BOM = b"\xef\xbb\xbf"
+_NON_BLANK = re.compile(rb"\S")
 
 
 class CrmSourceError(SourceError):
@@ -92,19 +94,27 @@ def read_crm_export(folder: Path) -> CrmBatch:
 
 
 def read_crm_csv(path: Path, payload: bytes, required: tuple[str, ...] = ()) -> pa.Table:
-    """One CSV's bytes as a text table (``_row_number`` = line in the file, ``_extra`` = surplus cells)."""
-    text, utf8 = _decode(path, payload)
-    if not text or text.isspace():
+    """One CSV's bytes as a text table (``_row_number`` = line in the file, ``_extra`` = surplus cells).
+
+    A UTF-8 file is parsed in place (no decoded copy of the file is made, which matters for large exports); only
+    a file that needs the line-by-line parse, or is not UTF-8, is decoded as a whole.
+    """
+    start = len(BOM) if payload.startswith(BOM) else 0
+    if _NON_BLANK.search(payload, start) is None:
         raise CrmSourceError(f"{path}: file is empty (no header line)")
-    header = _parse_header(path, text)
+    header = _parse_header(path, _head_text(path, payload, start))
     missing = [c for c in required if c not in header]
     if missing:
         raise CrmSourceError(
             f"{path}: required column(s) {', '.join(missing)} missing from the header (found: {', '.join(header)})"
         )
-    table = _read_fast(path, utf8, header)
+    table = _read_fast(path, payload, start, header)
     if table is None:
-        table = _read_slow(path, text, header)
+        text, utf8 = _decode(path, payload[start:])
+        if utf8 is not None:  # cp1252 re-encoded as UTF-8: the fast path may take it now
+            table = _read_fast(path, utf8, 0, header)
+        if table is None:
+            table = _read_slow(path, text, header)
     return table
 
 
@@ -168,11 +178,10 @@ def _line_of(payload: bytes, offset: int) -> int:
     return payload.count(b"\n", 0, offset) + 1
 
 
-def _decode(path: Path, payload: bytes) -> tuple[str, bytes]:
-    """The text (BOM removed) and its UTF-8 bytes; bytes that are not UTF-8 are read as cp1252 (spreadsheet tools)."""
-    body = payload[len(BOM) :] if payload.startswith(BOM) else payload
+def _decode(path: Path, body: bytes) -> tuple[str, bytes | None]:
+    """The text, and its UTF-8 bytes when the file was not UTF-8 (read as cp1252, as spreadsheet tools write)."""
     try:
-        return body.decode("utf-8"), body
+        return body.decode("utf-8"), None
     except UnicodeDecodeError as exc:
         first_bad = exc.start
     try:
@@ -185,11 +194,20 @@ def _decode(path: Path, payload: bytes) -> tuple[str, bytes]:
     return text, text.encode("utf-8")
 
 
+def _head_text(path: Path, payload: bytes, start: int) -> str:
+    """The header line as text; the whole file when a quoted header name spans lines (rare)."""
+    end = payload.find(b"\n", start)
+    line = payload[start : len(payload) if end < 0 else end + 1]
+    if line.count(b'"') % 2:
+        line = payload[start:]
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return _decode(path, payload[start:])[0]
+
+
 def _parse_header(path: Path, text: str) -> list[str]:
-    end = text.find("\n")
-    line = text if end < 0 else text[: end + 1]
-    # Only a header with a quoted line break needs more than its first line (rare: then parse from the whole text).
-    first = next(csv.reader(io.StringIO(line if line.count('"') % 2 == 0 else text, newline="")))
+    first = next(csv.reader(io.StringIO(text, newline="")))
     header = [name.strip() for name in first]
     # An unnamed column (e.g. from a trailing comma) still carries cells: give it a name instead of dropping it.
     header = [name or f"_column_{i + 1}" for i, name in enumerate(header)]
@@ -207,13 +225,16 @@ def _physical_lines(data: bytes) -> int:
     return data.count(b"\n", 0, end) + 1 if end else 0
 
 
-def _read_fast(path: Path, data: bytes, header: list[str]) -> pa.Table | None:
-    """pyarrow's multithreaded CSV reader over UTF-8 bytes; None when the file needs the line-by-line path."""
+def _read_fast(path: Path, data: bytes, start: int, header: list[str]) -> pa.Table | None:
+    """pyarrow's multithreaded CSV reader over the UTF-8 bytes from ``start``, without copying them.
+
+    None when the file needs the line-by-line path (ragged rows, blank lines, quoted line breaks) or is not UTF-8.
+    """
     if b"\n" not in data and b"\r" in data:
         return None  # old-Mac line endings: row numbers need the line-by-line path
     try:
         table = pacsv.read_csv(
-            io.BytesIO(data),
+            pa.BufferReader(pa.py_buffer(data).slice(start)),
             read_options=pacsv.ReadOptions(column_names=header, skip_rows=1, block_size=8 << 20),
             parse_options=pacsv.ParseOptions(newlines_in_values=False, ignore_empty_lines=True),
             convert_options=pacsv.ConvertOptions(
