@@ -46,7 +46,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the sibling benchmarks, when this one runs as a script
 
 from panel import machine, peak_rss_mb, rss_mb  # noqa: E402
-from report import load_text  # noqa: E402
+from report import load_text, start_result  # noqa: E402
 
 ROOT = HERE.parent
 RESULTS = HERE / "results"
@@ -429,16 +429,8 @@ def bench_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     """All sizes; the result with the machine's facts and the load average around the runs."""
     args.scratch.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {
-        "benchmark": "crm",
-        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "load_average_start": os.getloadavg(),
-        "machine": machine(),
-        "repeat": args.repeat,
-        "timeout_seconds": args.timeout,
-        "impls": list(args.impls),
-        "sizes": [bench_size(args, size) for size in args.sizes],
-    }
+    result = start_result("crm", machine(), repeat=args.repeat, timeout_seconds=args.timeout, impls=list(args.impls))
+    result["sizes"] = [bench_size(args, size) for size in args.sizes]
     result["load_average_end"] = os.getloadavg()
     result["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return result

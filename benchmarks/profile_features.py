@@ -37,7 +37,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from panel import FX_FEATURES, GOLD, REF_TABLE, goldgate_context, machine, peak_rss_mb, rss_mb  # noqa: E402
-from report import load_text  # noqa: E402
+from report import load_text, start_result  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 RESULTS = HERE / "results"
@@ -186,15 +186,7 @@ def run_child(args: argparse.Namespace, what: str, commit: str | None) -> dict[s
 def compare(args: argparse.Namespace) -> dict[str, Any]:
     variants = {"before": args.baseline, "after": None}
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in variants}
-    result: dict[str, Any] = {
-        "benchmark": "features-profile",
-        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "load_average_start": os.getloadavg(),
-        "machine": machine(),
-        "impl": args.impl,
-        "baseline": args.baseline,
-        "workspace_rows": None,
-    }
+    result = start_result("features-profile", machine(), impl=args.impl, baseline=args.baseline, workspace_rows=None)
     for _ in range(args.repeat):
         for key, commit in variants.items():
             run = run_child(args, "time", commit)

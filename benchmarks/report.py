@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def write_section(path: Path, start: str, end: str, section: str) -> None:
@@ -51,3 +56,25 @@ def log_log_plot(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
+
+
+def start_result(benchmark: str, machine: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """The head every results JSON starts with: what ran, when, on which machine, under which load."""
+    return {
+        "benchmark": benchmark,
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_average_start": os.getloadavg(),
+        "machine": machine,
+        **fields,
+    }
+
+
+def save_result(
+    result: dict[str, Any], name: str, render: Callable[[dict[str, Any]], str] | None, start: str, end: str
+) -> None:
+    """Stamp the load at the end, write ``results/<name>`` and, given ``render``, its section of the doc."""
+    result["load_average_end"] = os.getloadavg()
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / name).write_text(json.dumps(result, indent=2, default=str) + "\n")
+    if render is not None:
+        write_section(DOC, start, end, render(result))

@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from panel import machine  # noqa: E402
-from report import load_text, write_section  # noqa: E402
+from report import load_text, save_result, start_result  # noqa: E402
 
 BIN = Path(sys.executable).parent
 DOC = HERE.parent / "docs" / "benchmarks.md"
@@ -149,21 +149,11 @@ def main() -> None:
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
     args.root.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {
-        "benchmark": "runs",
-        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "load_average_start": os.getloadavg(),
-        "machine": machine(),
-        "usecases": [],
-    }
+    result = start_result("runs", machine(), usecases=[])
     for usecase in args.usecases:
         source = generate_crm(args.root, args.crm_rows, args.crm_seed) if usecase == "crm" else None
         result["usecases"].append(run_usecase(usecase, args.root, source, args.repeat))
-    result["load_average_end"] = os.getloadavg()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "runs.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    if not args.no_doc:
-        write_section(DOC, START, END, render(result))
+    save_result(result, "runs.json", None if args.no_doc else render, START, END)
 
 
 if __name__ == "__main__":

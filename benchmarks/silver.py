@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from panel import machine  # noqa: E402
-from report import load_text, write_section  # noqa: E402
+from report import load_text, save_result, start_result  # noqa: E402
 from synthetic import write_ecb_file  # noqa: E402
 
 from layers import bench_usecase  # noqa: E402
@@ -148,19 +146,9 @@ def main() -> None:
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
     args.scratch.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {
-        "benchmark": "silver",
-        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "load_average_start": os.getloadavg(),
-        "machine": machine(),
-        "repeat": args.repeat,
-        "sizes": [bench_size(rows, args.repeat, args.scratch) for rows in args.rows],
-    }
-    result["load_average_end"] = os.getloadavg()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "silver.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    if not args.no_doc:
-        write_section(DOC, START, END, render(result))
+    result = start_result("silver", machine(), repeat=args.repeat)
+    result["sizes"] = [bench_size(rows, args.repeat, args.scratch) for rows in args.rows]
+    save_result(result, "silver.json", None if args.no_doc else render, START, END)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,7 @@ case's ``models.threads`` default.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
-import os
 import statistics
 import sys
 import time
@@ -25,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from panel import machine  # noqa: E402
-from report import load_text, write_section  # noqa: E402
+from report import load_text, save_result, start_result  # noqa: E402
 
 DOC = HERE.parent / "docs" / "benchmarks.md"
 RESULTS = HERE / "results"
@@ -118,15 +116,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
-    result: dict[str, Any] = {
-        "benchmark": "threads",
-        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "load_average_start": os.getloadavg(),
-        "machine": machine(),
-        "rows": args.rows,
-        "repeat": args.repeat,
-        "cases": {},
-    }
+    result = start_result("threads", machine(), rows=args.rows, repeat=args.repeat)
     runs: dict[str, list[float]] = {}
     for _ in range(args.repeat):
         for busy in (False, True):
@@ -135,11 +125,7 @@ def main() -> None:
                 runs.setdefault(key, []).append(measure(args.rows, threads, busy))
                 print(f"{key:<8} {runs[key][-1]:6.2f} s", flush=True)
     result["cases"] = {k: {"runs": v, "median": statistics.median(v)} for k, v in runs.items()}
-    result["load_average_end"] = os.getloadavg()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "threads.json").write_text(json.dumps(result, indent=2) + "\n")
-    if not args.no_doc:
-        write_section(DOC, START, END, render(result))
+    save_result(result, "threads.json", None if args.no_doc else render, START, END)
 
 
 if __name__ == "__main__":
