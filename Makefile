@@ -45,7 +45,7 @@ lock: $(STAMP)
 
 # Benchmarks write docs/benchmarks.md and benchmarks/results/; they take minutes, never part of `make test`.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/layers.py --sizes 100000 1000000 10000000 --repeat 3 --scratch $(or $(BENCH_DIR),/tmp/goldgate-bench)
+	$(BIN)/python benchmarks/layers.py --sizes 100000 1000000 10000000 --repeat 3 --engines duckdb spark --spark-sizes 100000 1000000 --scratch $(or $(BENCH_DIR),/tmp/goldgate-bench)
 	$(BIN)/python benchmarks/silver.py --rows 1000000 10000000 --repeat 3 --scratch $(or $(BENCH_DIR),/tmp/goldgate-bench)
 	$(BIN)/python benchmarks/panel.py --sizes 100000 1000000 10000000 --repeat 3 --scratch $(or $(BENCH_DIR),/tmp/goldgate-bench)/panel
 	$(BIN)/python benchmarks/crm.py --sizes 100000 1000000 10000000 --repeat 3 --scratch $(or $(BENCH_DIR),/tmp/goldgate-bench)/crm
