@@ -41,7 +41,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from report import load_text, log_log_plot  # benchmarks/ is on sys.path when a benchmark runs as a script
+from report import load_text, log_log_plot, start_result  # benchmarks/ is on sys.path when a benchmark runs as a script
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -480,16 +480,7 @@ def machine() -> dict[str, Any]:
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     scratch: Path = args.scratch
     scratch.mkdir(parents=True, exist_ok=True)
-    load_start = os.getloadavg()
-    result: dict[str, Any] = {
-        "benchmark": "panel",
-        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "load_average_start": load_start,
-        "machine": machine(),
-        "repeat": args.repeat,
-        "memory_limit": args.memory_limit,
-        "sizes": [],
-    }
+    result = start_result("panel", machine(), repeat=args.repeat, memory_limit=args.memory_limit, sizes=[])
     for size in args.sizes:
         panel = scratch / f"panel_{size}.parquet"
         if not panel.exists():

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from report import write_section  # benchmarks/ is on sys.path when a benchmark runs as a script
+from report import start_result, write_section  # benchmarks/ is on sys.path when a benchmark runs as a script
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -336,19 +336,18 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     from goldgate.settings import Settings
 
     settings = Settings()
-    result: dict[str, Any] = {
-        "benchmark": "features step, duckdb vs spark",
-        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "load_average_start": os.getloadavg(),
-        "machine": machine(),
-        "spark": {
-            "master": settings.spark_master,
-            "driver_memory": settings.spark_driver_memory,
-            "shuffle_partitions": settings.spark_shuffle_partitions,
-        },
-        "duckdb_memory_limit": settings.duckdb_memory_limit,
-        "datasets": [],
+    spark = {
+        "master": settings.spark_master,
+        "driver_memory": settings.spark_driver_memory,
+        "shuffle_partitions": settings.spark_shuffle_partitions,
     }
+    result = start_result(
+        "features step, duckdb vs spark",
+        machine(),
+        spark=spark,
+        duckdb_memory_limit=settings.duckdb_memory_limit,
+        datasets=[],
+    )
     for dataset in args.datasets:
         repeat = args.panel_repeat if dataset == "panel" else args.repeat
         print(f"{dataset}: preparing", flush=True)
