@@ -74,9 +74,27 @@ def _crm_export(folder: Path) -> Path:
     return folder / "crm_export"
 
 
+def _weather_dirty_batch(folder: Path) -> Path:
+    """A second weather batch: a revised day, a repeated line, cells that do not parse, a rule failure, a new day."""
+    lines = [
+        "date,precipitation,temp_max,temp_min,wind,weather",
+        "2015/12/31,0.5,6.1,-2.1,3.5,rain",  # revises the last day of the file
+        "2015/12/31,0.5,6.1,-2.1,3.5,rain",  # the same line again: quarantined as a repeat
+        "2016/02/30,0.0,8.0,1.0,2.0,sun",  # no such date
+        "2016/01/02,abc,1e999,1.0,2.0,sun",  # not a number, not finite
+        "2016/01/03,0.0,2.0,5.0,2.0,fog",  # minimum above maximum
+        "2016/01/01,1.2,7.0,2.0,4.1,drizzle",  # a new day
+    ]
+    path = folder / "weather_dirty.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 CASES = [
     EngineCase("fx", lambda slice_path, _: slice_path, lambda tmp: [None, _fx_dirty_batch(tmp)]),
     EngineCase("crm", lambda _, tmp: _bundled("crm", tmp), lambda tmp: [_crm_export(tmp)]),
+    # The declarative engine: a file use case typed, checked and featurized from its YAML alone.
+    EngineCase("weather", lambda _, tmp: _bundled("weather", tmp), lambda tmp: [None, _weather_dirty_batch(tmp)]),
 ]
 
 

@@ -10,7 +10,11 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Literal
 
+import numpy as np
 import pandas as pd
+
+# Column prepare_frame adds for k-fold evaluation: the fold whose test set holds the row.
+FOLD_COLUMN = "_fold"
 
 
 class SplitError(ValueError):
@@ -24,9 +28,41 @@ class Fold:
     train_end: date
     test_start: date
     test_end: date
+    scheme: str = "walk_forward"
 
     def as_dict(self) -> dict[str, str | int]:
-        return {k: (v if isinstance(v, int) else str(v)) for k, v in asdict(self).items()}
+        data = asdict(self)
+        if self.scheme == "walk_forward":
+            del data["scheme"]  # the default, and the only scheme older records know
+        return {k: (v if isinstance(v, int) else str(v)) for k, v in data.items()}
+
+
+def kfold_folds(n_folds: int, first: date, last: date) -> list[Fold]:
+    """``n_folds`` folds over rows without a time order; each row's fold is its ``FOLD_COLUMN``."""
+    if n_folds < 2:
+        raise SplitError("k-fold evaluation needs at least 2 folds")
+    return [Fold(k, first, last, first, last, scheme="kfold") for k in range(n_folds)]
+
+
+def assign_kfold(groups: pd.Series, labels: pd.Series | None, n_folds: int, seed: int) -> np.ndarray:
+    """Each row's test fold: whole groups (entities) stay together; classes are balanced across folds when given.
+
+    Deterministic for the same rows in the same order and the same seed.
+    """
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+
+    n_groups = groups.nunique()
+    if n_groups < n_folds:
+        raise SplitError(f"{n_groups} entities are too few for {n_folds} folds")
+    folds = np.full(len(groups), -1, dtype="int64")
+    x = np.zeros((len(groups), 1))
+    if labels is not None:
+        splits = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(x, labels, groups)
+    else:
+        splits = GroupKFold(n_folds, shuffle=True, random_state=seed).split(x, None, groups)
+    for k, (_, test) in enumerate(splits):
+        folds[test] = k
+    return folds
 
 
 def distinct_days(dates: pd.Series) -> list[date]:
@@ -74,9 +110,13 @@ def fold_rows(
     frame: pd.DataFrame, fold: Fold, time_col: str, label_end: str = "target_end"
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Training and test rows of one fold; training rows whose label reaches the test window are purged."""
+    if fold.scheme == "kfold":
+        in_test = frame[FOLD_COLUMN] == fold.index
+        return frame[~in_test], frame[in_test]
     day = pd.to_datetime(frame[time_col]).dt.date
     in_train = (day >= fold.train_start) & (day <= fold.train_end)
     if label_end in frame.columns:
-        in_train &= pd.to_datetime(frame[label_end]).dt.date < fold.test_start
+        ends = pd.to_datetime(frame[label_end]).dt.date
+        in_train &= ends.isna() | (ends < fold.test_start)
     test = frame[(day >= fold.test_start) & (day <= fold.test_end)]
     return frame[in_train], test

@@ -23,14 +23,16 @@ from goldgate.dag import STEP_NAMES, get_step
 from goldgate.runner import StepFailedError, run_pipeline, run_step
 from goldgate.settings import Settings, load_settings
 from goldgate.summary import print_summary, print_tables, table_versions, write_summary
-from goldgate.usecase import UseCaseError, load_usecase
+from goldgate.usecase import UseCase, UseCaseError, load_usecase
 from goldgate.workspace_lock import WorkspaceBusyError, workspace_lock
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="goldgate: raw data to a monitored model.")
 console = Console(stderr=True)
 log = logging.getLogger("goldgate")
 
-UseCaseOpt = Annotated[str, typer.Option("--usecase", "-u", help="Bundled use case (fx) or a use-case YAML path.")]
+UseCaseOpt = Annotated[
+    str, typer.Option("--usecase", "-u", help="Bundled use case (fx, crm, weather, penguins) or a use-case YAML path.")
+]
 WorkspaceOpt = Annotated[
     Path | None, typer.Option("--workspace", "-w", help="Workspace folder (env GOLDGATE_WORKSPACE).")
 ]
@@ -285,6 +287,13 @@ def generate_crm_cmd(
     log.info("generate crm: %s rows in %s", ", ".join(f"{k}.csv={v}" for k, v in written.items()), out)
 
 
+def _listed_metrics(uc: UseCase) -> tuple[str, ...]:
+    """The metrics `goldgate models` lists for the use case's task, its primary metric first."""
+    task_metrics = ("rmse", "mae") if uc.task == "regression" else ("brier", "roc_auc", "log_loss")
+    primary = uc.evaluation.primary_metric
+    return (primary, *(m for m in task_metrics if m != primary))
+
+
 @app.command()
 def models(usecase: UseCaseOpt = "fx", workspace: WorkspaceOpt = None) -> None:
     """List registered versions with aliases, gate decision and backtest metrics."""
@@ -299,17 +308,18 @@ def models(usecase: UseCaseOpt = "fx", workspace: WorkspaceOpt = None) -> None:
     if not rows:
         _fail(f"no registered versions of {name} in {ctx.settings.workspace_dir}")
     table = Table(title=f"{name}", title_justify="left")
-    for col in ("version", "aliases", "decision", "backtest rmse", "holdout rmse", "run id"):
+    primary, *others = _listed_metrics(ctx.usecase)
+    # The primary metric over all folds and on the holdout; the task's other metrics over all folds.
+    keys = [f"backtest_{primary}", f"holdout_{primary}", *(f"backtest_{m}" for m in others)]
+    table.add_column("version")
+    table.add_column("aliases", min_width=8)
+    for col in ("decision", *(k.replace("_", " ", 1) for k in keys), "run id"):
         table.add_column(col)
     for r in rows:
         m = r["metrics"]
+        cells = [f"{m[k]:.5f}" if k in m else "-" for k in keys]
         table.add_row(
-            r["version"],
-            ",".join(r["aliases"]) or "-",
-            r["decision"] or "-",
-            f"{m['backtest_rmse']:.5f}" if "backtest_rmse" in m else "-",
-            f"{m['holdout_rmse']:.5f}" if "holdout_rmse" in m else "-",
-            (r["run_id"] or "")[:12],
+            r["version"], ",".join(r["aliases"]) or "-", r["decision"] or "-", *cells, (r["run_id"] or "")[:8]
         )
     Console().print(table)
 

@@ -322,7 +322,11 @@ def load_folds(run: Any) -> list[Fold]:
     return [
         Fold(
             int(f["index"]),
-            *(date.fromisoformat(f[k]) for k in ("train_start", "train_end", "test_start", "test_end")),
+            date.fromisoformat(f["train_start"]),
+            date.fromisoformat(f["train_end"]),
+            date.fromisoformat(f["test_start"]),
+            date.fromisoformat(f["test_end"]),
+            scheme=str(f.get("scheme", "walk_forward")),
         )
         for f in json.loads(run.data.tags["goldgate.folds"])
     ]
@@ -343,12 +347,34 @@ def _add_artifact(
         if score.train_end is None:
             raise EvaluationError(f"{score.model} has no recorded training window")
         score.signature = signature_of(model)
-        is_oos = out_of_sample(days, date.fromisoformat(score.train_end), usecase.gap)
-        scorers[score.model] = artifact_scorer(model.predict, inputs, is_oos)
+        if usecase.evaluation.scheme == "kfold":
+            # Without a time order every fold may hold rows the model saw: its recipe is refitted on each fold.
+            scorers[score.model] = refit_scorer(_recipe_of(score.run_id, inputs, usecase), inputs)
+        else:
+            is_oos = out_of_sample(days, date.fromisoformat(score.train_end), usecase.gap)
+            scorers[score.model] = artifact_scorer(model.predict, inputs, is_oos)
         if score.role == "candidate":
             score.latency_p95_ms = measure_latency(model.predict, frame[inputs].head(1))
     except (EvaluationError, OSError, ValueError) as exc:
         score.error = str(exc)
+
+
+def _recipe_of(run_id: str, inputs: list[str], usecase: UseCase) -> Callable[[pd.DataFrame], Any]:
+    """A function fitting the model spec recorded on ``run_id`` to given training rows."""
+    import mlflow
+
+    from goldgate.train import fit_spec
+    from goldgate.usecase import ModelSpec
+
+    tags = mlflow.MlflowClient().get_run(run_id).data.tags
+    if "goldgate.spec" not in tags:
+        raise EvaluationError(f"run {run_id} records no model spec to refit on k-fold folds")
+    spec = ModelSpec.model_validate_json(tags["goldgate.spec"])
+
+    def fit(train: pd.DataFrame) -> Any:
+        return fit_spec(spec, train, inputs, usecase)[0]
+
+    return fit
 
 
 def evaluate_version(
@@ -465,7 +491,7 @@ def evaluate_training_run(
     evaluation, predictions = _backtest(
         frame, folds, scorers, scores, usecase, run.info.run_id, dataset_version_of(run), scores[0].model
     )
-    log.info("walk-forward over %d folds: %s", len(folds), describe(evaluation))
+    log.info("%s over %d folds: %s", folds[0].scheme.replace("_", "-"), len(folds), describe(evaluation))
     return evaluation, predictions
 
 

@@ -10,7 +10,7 @@ import math
 import ibis
 import ibis.expr.types as ir
 
-from goldgate.usecase import Features, SnapshotFeatures, Target, UseCase
+from goldgate.usecase import DslFeatures, Features, SnapshotFeatures, Target, UseCase
 
 KEYS = ["currency", "date"]
 # Date of the last fixing the target looks at: training rows whose label ends on or after a test window's
@@ -99,8 +99,8 @@ def build_features(returns: ir.Table, spec: Features, target: Target) -> ir.Tabl
 
 
 def feature_columns(table_columns: list[str], target: Target, keys: list[str] | tuple[str, ...] = KEYS) -> list[str]:
-    """Every column that is neither a key nor the target (nor the target's end date)."""
-    return [c for c in table_columns if c not in (*keys, target.name, LABEL_END)]
+    """Every column that is neither a key nor the target (nor the target's end date, nor engine bookkeeping)."""
+    return [c for c in table_columns if c not in (*keys, target.name, LABEL_END) and not c.startswith("_")]
 
 
 def model_feature_columns(table_columns: list[str], usecase: UseCase) -> list[str]:
@@ -111,6 +111,10 @@ def model_feature_columns(table_columns: list[str], usecase: UseCase) -> list[st
 def build_feature_table(gold: ir.Table, usecase: UseCase) -> ir.Table:
     """The use case's feature table from its gold table: the daily fx panel or the monthly deal snapshots."""
     spec = usecase.features
+    if isinstance(spec, DslFeatures):
+        from goldgate.data.features import build_dsl_features
+
+        return build_dsl_features(gold, usecase)
     if isinstance(spec, SnapshotFeatures):
         from goldgate.features_crm import build_snapshots
 
@@ -122,4 +126,6 @@ def build_feature_table(gold: ir.Table, usecase: UseCase) -> ir.Table:
         return table.mutate(
             **{c: table[c].cast("float64") for c in table.columns if c not in keep and table[c].type().is_numeric()}
         )
+    if not isinstance(spec, Features):
+        raise TypeError(f"unknown feature family {type(spec).__name__}")
     return build_features(gold, spec, usecase.target)

@@ -34,6 +34,29 @@ class Persistence(RegressorMixin, BaseEstimator):
         return np.asarray(X[self.column], dtype="float64")
 
 
+class MeanBaseline(RegressorMixin, BaseEstimator):
+    """Predicts the training mean of the target: the mean for a regression, the base rate for a classifier."""
+
+    def fit(self, X: pd.DataFrame, y: Any) -> MeanBaseline:  # noqa: N803
+        self.n_features_in_ = X.shape[1]
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.mean_ = float(np.mean(np.asarray(y, dtype="float64")))
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        return np.full(len(X), self.mean_, dtype="float64")
+
+
+def linear_regression(params: dict[str, Any]) -> BaseEstimator:
+    """Least squares on standardized inputs, missing values imputed with the training medians."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    imputer = SimpleImputer(strategy="median", keep_empty_features=True)
+    return make_pipeline(imputer, StandardScaler(), LinearRegression(**params))
+
+
 # Calibrated probabilities stay within [PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR].
 PROBABILITY_FLOOR = 0.005
 
@@ -170,6 +193,10 @@ def build_model(spec: ModelSpec, seed: int, threads: int = 1) -> BaseEstimator:
     """An unfitted estimator for a model spec from the use case; ``threads`` is each fit's thread count."""
     if spec.kind == "persistence":
         return Persistence(column=spec.features[0] if spec.features else "rv_5")
+    if spec.kind in ("mean", "prior"):
+        return MeanBaseline()
+    if spec.kind == "linear":
+        return linear_regression(spec.params)
     if spec.kind == "prior_rate":
         column = spec.features[0] if spec.features else "agent_win_rate"
         return RateBaseline(column) if spec.calibration == "isotonic" else Persistence(column=column)

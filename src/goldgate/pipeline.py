@@ -23,11 +23,8 @@ from goldgate.evaluate import (
 from goldgate.features import build_feature_table, model_feature_columns
 from goldgate.gate import DECISION_FILE, GateDecision, GateFacts, decide
 from goldgate.layers.bronze import (
-    SCHEMA_CHANGES,
     add_ingest_metadata,
     require_columns,
-    schema_change_rows,
-    schema_changes,
 )
 from goldgate.layers.gold import log_returns
 from goldgate.layers.silver import dedupe_latest, melt_rates
@@ -59,6 +56,7 @@ from goldgate.score import (
     required_inputs,
 )
 from goldgate.sources.ecb_fx import read_ecb_csv, resolve_source
+from goldgate.steps.batches import batch_ingested, pending_batches, record_schema_changes
 from goldgate.train import prepare_frame, train_models
 
 log = logging.getLogger(__name__)
@@ -76,13 +74,17 @@ def ingest(ctx: Context) -> dict[str, Any]:
     required column stops the step before anything is written.
     """
     uc, lake = ctx.usecase, ctx.lake
+    if uc.generic:
+        from goldgate.steps.ingest import ingest as ingest_file
+
+        return ingest_file(ctx)
     if uc.source.kind == "crm_export":
         from goldgate import pipeline_crm
 
         return pipeline_crm.ingest(ctx)
     path = resolve_source(uc.source, ctx.source)
     batch = read_ecb_csv(path, uc.source)
-    require_columns(batch.table.column_names, uc.source.required_columns, batch.source)
+    require_columns(batch.table.column_names, uc.source.required, batch.source)
     result = {"batch_id": batch.batch_id, "rows": batch.table.num_rows, "source": batch.source}
     if batch.table.num_rows == 0:
         log.warning("%s has no rows inside the use case's slice: nothing ingested", batch.source)
@@ -94,38 +96,6 @@ def ingest(ctx: Context) -> dict[str, Any]:
         result["schema_changes"] = record_schema_changes(lake, uc.tables.bronze, columns, batch.batch_id, batch.source)
     lake.append(uc.tables.bronze, add_ingest_metadata(batch.table, batch.source, batch.batch_id, datetime.now(UTC)))
     return {**result, "new": True}
-
-
-def batch_ingested(lake: Any, bronze: str, batch_id: str, source: str) -> bool:
-    """Whether bronze already holds this batch (same content hash): a re-ingest is then skipped."""
-    table = lake.read(bronze)
-    if not table.filter(table._batch_id == batch_id).count().to_pyarrow().as_py():
-        return False
-    log.info("batch %s from %s is already in %s", batch_id, source, bronze)
-    return True
-
-
-def record_schema_changes(
-    lake: Any, bronze: str, columns: list[str], batch_id: str, source: str
-) -> dict[str, list[str]]:
-    """New and missing columns of a batch against an existing bronze table, logged in ``ops.schema_changes``."""
-    changes = schema_changes(list(lake.read(bronze).columns), columns)
-    if changes:
-        log.warning("%s: schema changed in %s: %s", bronze, source, changes)
-        lake.append(SCHEMA_CHANGES, schema_change_rows(bronze, batch_id, source, changes))
-    return changes
-
-
-def pending_batches(ctx: Context) -> list[str]:
-    """Bronze batches not yet checked into silver, oldest first (the main bronze table marks a whole batch)."""
-    uc, lake = ctx.usecase, ctx.lake
-    bronze = lake.read(uc.tables.bronze)
-    batches = bronze.group_by("_batch_id").aggregate(at=bronze._ingested_at.max()).order_by("at").to_pyarrow()
-    done: set[str] = set()
-    if lake.exists(QUALITY):
-        q = lake.read(QUALITY)
-        done = set(q.filter(q.table_name == uc.tables.silver).batch_id.to_pyarrow().to_pylist())
-    return [b for b in batches["_batch_id"].to_pylist() if b not in done]
 
 
 def _references(ctx: Context) -> dict[str, str]:
@@ -142,6 +112,10 @@ def silver(ctx: Context) -> dict[str, Any]:
     quarantined) is checked and logged in ``ops.quality``.
     """
     uc, lake = ctx.usecase, ctx.lake
+    if uc.generic:
+        from goldgate.steps.silver import silver as silver_file
+
+        return silver_file(ctx)
     if uc.source.kind == "crm_export":
         from goldgate import pipeline_crm
 
@@ -183,6 +157,10 @@ def silver(ctx: Context) -> dict[str, Any]:
 def gold(ctx: Context) -> dict[str, Any]:
     """Silver rates -> daily log returns (CRM exports: silver opportunities -> enriched deals)."""
     uc, lake = ctx.usecase, ctx.lake
+    if uc.generic:
+        from goldgate.steps.gold import gold as gold_file
+
+        return gold_file(ctx)
     if uc.source.kind == "crm_export":
         from goldgate import pipeline_crm
 
@@ -196,6 +174,10 @@ def gold(ctx: Context) -> dict[str, Any]:
 def features(ctx: Context) -> dict[str, Any]:
     """Gold returns -> point-in-time features and the forward target."""
     uc, lake = ctx.usecase, ctx.lake
+    if uc.generic:
+        from goldgate.steps.features import features as features_file
+
+        return features_file(ctx)
     version = lake.version(uc.tables.gold)
     table = build_feature_table(lake.read(uc.tables.gold, version), uc)
     # The table is rebuilt whole from gold, so a row gold no longer produces (a corrected input) is deleted.

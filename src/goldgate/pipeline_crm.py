@@ -16,7 +16,6 @@ import ibis.expr.types as ir
 from goldgate.context import Context
 from goldgate.layers.bronze import add_ingest_metadata
 from goldgate.layers.crm import REFERENCE_KEYS, TYPERS, join_deals, silver_rows, type_opportunities
-from goldgate.pipeline import batch_ingested, pending_batches, record_schema_changes
 from goldgate.quality import (
     QUALITY,
     QualityResult,
@@ -26,6 +25,7 @@ from goldgate.quality import (
     quarantine_repeats,
 )
 from goldgate.sources.crm_export import CRM_FILES, read_crm_export, resolve_crm_source
+from goldgate.steps.batches import batch_ingested, pending_batches, record_schema_changes
 from goldgate.usecase import Expectation, UseCase
 
 log = logging.getLogger(__name__)

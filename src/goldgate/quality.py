@@ -207,15 +207,18 @@ def apply_expectations(
     return result
 
 
-def quarantine_repeats(result: QualityResult, keys: list[str], order_by: str, table_name: str) -> QualityResult:
+def quarantine_repeats(
+    result: QualityResult, keys: list[str], order_by: str | list[str], table_name: str
+) -> QualityResult:
     """Of the kept rows sharing a key, keep the first by ``order_by``; the rest go to quarantine (``REPEAT_RULE``).
 
     A batch that says two things about one key is not collapsed silently: every row still ends up kept or
     quarantined, and the repeats are counted in ``ops.quality`` like any other rule.
     """
+    order = ", ".join(_ident(c) for c in ([order_by] if isinstance(order_by, str) else order_by))
     check = Expectation(
         name=REPEAT_RULE,
-        rule=f"ROW_NUMBER() OVER (PARTITION BY {', '.join(_ident(k) for k in keys)} ORDER BY {_ident(order_by)}) = 1",
+        rule=f"ROW_NUMBER() OVER (PARTITION BY {', '.join(_ident(k) for k in keys)} ORDER BY {order}) = 1",
         description=f"one row per {', '.join(keys)} in a batch: the first is kept, later ones are quarantined",
     )
     repeats = apply_expectations(result.kept, [check], table_name)

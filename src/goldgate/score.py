@@ -46,10 +46,13 @@ def with_lineage(
     scored_at: datetime,
 ) -> pa.Table:
     """Prediction rows keyed by entity and date, with the model and data they came from."""
+    stamps = pd.to_datetime(rows[time_col])
+    intraday = bool((stamps != stamps.dt.normalize()).any())
     out = pd.DataFrame(
         {
             entity: rows[entity].astype(str),
-            "as_of": pd.to_datetime(rows[time_col]).dt.date,
+            # A daily (or coarser) series is keyed by date; an intraday one by its timestamp.
+            "as_of": stamps if intraday else stamps.dt.date,
             "prediction": pd.Series(predictions, dtype="float64").to_numpy(),
         }
     )
@@ -75,7 +78,7 @@ def _complete(features: ir.Table, inputs: list[str]) -> ir.Table:
         conditions.append(col.notnull())
         if features.schema()[c].is_floating():
             conditions.append(~col.isnan())
-    return features.filter(conditions)
+    return features.filter(conditions) if conditions else features
 
 
 def required_inputs(usecase: UseCase, inputs: list[str]) -> list[str]:
@@ -96,7 +99,10 @@ def latest_complete_day(
     value = _complete(features, inputs if required is None else required)[time_col].max().to_pyarrow().as_py()
     if value is None:
         raise ValueError(f"no row has all model inputs {inputs}")
-    return value.date() if isinstance(value, datetime) else value
+    if isinstance(value, datetime):
+        # An intraday series is scored at its latest time step; a daily one on its latest date.
+        return value if value != datetime.combine(value.date(), datetime.min.time()) else value.date()
+    return value
 
 
 def complete_rows(
@@ -107,7 +113,10 @@ def complete_rows(
     if missing:
         raise ValueError(f"model inputs {missing} are not columns of the feature table")
     rows = _complete(features, inputs if required is None else required)
-    rows = rows.filter(rows[time_col].cast("date") == ibis.literal(as_of, type="date"))
+    if isinstance(as_of, datetime):
+        rows = rows.filter(rows[time_col] == ibis.literal(as_of, type="timestamp"))
+    else:
+        rows = rows.filter(rows[time_col].cast("date") == ibis.literal(as_of, type="date"))
     return rows.select(entity, time_col, *dict.fromkeys(c for c in inputs if c not in (entity, time_col))).order_by(
         entity
     )

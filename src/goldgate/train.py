@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from goldgate.backtest import Fold, distinct_days, fold_rows, walk_forward_folds
+from goldgate.backtest import FOLD_COLUMN, Fold, assign_kfold, distinct_days, fold_rows, kfold_folds, walk_forward_folds
 from goldgate.features import model_feature_columns
 from goldgate.metrics import task_metrics
 from goldgate.models import build_model
@@ -31,6 +31,7 @@ TRUSTED_TYPES = [
     "lightgbm.sklearn.LGBMRegressor",
     "goldgate.models.ProbabilityClassifier",
     "goldgate.models.RateBaseline",
+    "goldgate.models.MeanBaseline",
     "lightgbm.sklearn.LGBMClassifier",
     "sklearn.tree._tree.Tree",
     "numpy.dtype",
@@ -82,13 +83,22 @@ def prepare_frame(features: pd.DataFrame, usecase: UseCase) -> pd.DataFrame:
     # With allow_missing the models impute; only the baseline's own inputs must be present, so that every model
     # is still scored on the same rows.
     required = model_inputs(usecase.models.baseline, cols) if usecase.models.allow_missing else used
+    if usecase.models.baseline.kind in ("mean", "prior"):
+        required = []  # a constant baseline reads no input
     known = features.dropna(subset=[*required, usecase.target.name])
-    return known.sort_values([usecase.time, usecase.entity], kind="stable").reset_index(drop=True)
+    known = known.sort_values([usecase.time, usecase.entity], kind="stable").reset_index(drop=True)
+    if usecase.evaluation.scheme == "kfold":
+        labels = known[usecase.target.name] if usecase.task == "classification" else None
+        known[FOLD_COLUMN] = assign_kfold(known[usecase.entity], labels, usecase.evaluation.folds, usecase.models.seed)
+    return known
 
 
 def plan_folds(frame: pd.DataFrame, usecase: UseCase) -> list[Fold]:
     """The walk-forward folds of the use case over the frame's dates."""
     ev = usecase.evaluation
+    if ev.scheme == "kfold":
+        days = distinct_days(frame[usecase.time])
+        return kfold_folds(ev.folds, days[0], days[-1])
     return walk_forward_folds(
         distinct_days(frame[usecase.time]),
         ev.folds,

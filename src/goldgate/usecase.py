@@ -9,6 +9,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from goldgate.usecase_defaults import fill_defaults
+
 
 class UseCaseError(ValueError):
     """A use-case file that cannot be read or does not validate."""
@@ -18,27 +20,124 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+MISSING_SPELLINGS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "#N/A", "-"]
+
+
+class PackageFile(_Strict):
+    """A data file that an installed Python package ships (e.g. ``currency_converter`` / ``eurofxref-hist.zip``)."""
+
+    name: str = Field(description="Import name of the package.")
+    path: str = Field(description="Path of the file inside the package.")
+
+
+class Unpivot(_Strict):
+    """A wide layout (one column per entity, like the ECB file) turned long in silver: one row per cell."""
+
+    id_columns: list[str] = Field(min_length=1, description="Columns every long row keeps (e.g. the date).")
+    columns: list[str] | None = Field(default=None, description="Columns to unpivot; None: every other column.")
+    names_to: str = Field(description="New column holding the unpivoted column's name (e.g. currency).")
+    values_to: str = Field(description="New column holding the cell (e.g. rate).")
+
+
 class Source(_Strict):
-    kind: Literal["ecb_fx", "crm_export"] = Field(
-        description="ecb_fx: the ECB wide CSV; crm_export: a folder of the four Maven CRM CSVs."
+    kind: Literal["file", "ecb_fx", "crm_export"] = Field(
+        default="file",
+        description="file: any CSV/TSV/Parquet/JSON-lines/Delta file, glob or folder, shaped by the options below; "
+        "ecb_fx: the ECB wide CSV; crm_export: a folder of the four Maven CRM CSVs.",
     )
     path: str | None = Field(
-        default=None, description="Default source; None means the bundled file (fx) or the generated demo (crm)."
+        default=None,
+        description="A file, a glob (data/*.csv) or a folder; None means the package file, the bundled ECB file (fx) "
+        "or the generated demo (crm). `--source` overrides it.",
     )
+    package: PackageFile | None = Field(default=None, description="file: a data file shipped by a Python package.")
+    format: Literal["auto", "csv", "tsv", "parquet", "jsonl", "delta"] = Field(
+        default="auto", description="auto: from the extension (a folder with _delta_log is Delta)."
+    )
+    delimiter: str | None = Field(default=None, description="csv: field separator; None: sniffed from the header.")
+    encoding: Literal["auto", "utf-8", "utf-8-sig", "cp1252", "latin-1"] = Field(
+        default="auto", description="auto: UTF-8 (a BOM is dropped), else cp1252 with a warning."
+    )
+    decimal: Literal[".", ","] = Field(default=".", description="Decimal mark of numbers written as text.")
+    thousands: str | None = Field(default=None, description="Thousands separator to drop from numbers (e.g. ',').")
+    comment: str | None = Field(default=None, description="Lines starting with this are skipped (and counted).")
+    header: bool = Field(default=True, description="The first line (after skip_rows) names the columns.")
+    names: list[str] | None = Field(default=None, description="Column names when header is false.")
+    skip_rows: int = Field(default=0, ge=0, description="Lines before the header (a title, a notice) to skip.")
+    missing: list[str] = Field(
+        default_factory=lambda: list(MISSING_SPELLINGS),
+        description="Cell spellings that mean 'no value' (compared after trimming spaces).",
+    )
+    unpivot: Unpivot | None = None
     demo_rows: int = Field(default=8800, ge=100, description="crm: opportunities in the generated demo export.")
     demo_seed: int = Field(default=42, description="crm: seed of the generated demo export.")
     currencies: list[str] | None = Field(default=None, description="Keep only these columns (a slice).")
     start: str | None = Field(default=None, description="Keep only dates on or after this ISO date.")
     end: str | None = Field(default=None, description="Keep only dates on or before this ISO date.")
-    required_columns: list[str] = Field(
-        default_factory=lambda: ["Date"], description="Columns a source batch must have, or ingest stops."
+    required_columns: list[str] | None = Field(
+        default=None, description="Columns a source batch must have, or ingest stops (ecb_fx default: Date)."
     )
 
     @model_validator(mode="after")
     def _fits_kind(self) -> Source:
         if self.kind != "ecb_fx" and (self.currencies or self.start or self.end):
             raise ValueError("currencies, start and end slice the ECB file; they apply to kind ecb_fx only")
+        if self.header and self.names:
+            raise ValueError("names are for a file without a header line (header: false)")
+        if self.delimiter is not None and (len(self.delimiter) != 1 or self.delimiter in '"\r\n'):
+            raise ValueError(
+                f"delimiter must be one character other than a quote or a line break, got {self.delimiter!r}"
+            )
+        if self.comment is not None and not self.comment.strip():
+            raise ValueError("comment must be a visible marker such as '#'")
+        if self.thousands is not None and self.thousands == self.decimal:
+            raise ValueError(f"thousands and decimal are both {self.decimal!r}")
         return self
+
+    @property
+    def required(self) -> list[str]:
+        """Columns every batch must have."""
+        if self.required_columns is not None:
+            return list(self.required_columns)
+        return ["Date"] if self.kind == "ecb_fx" else []
+
+
+COLUMN_TYPES = ("string", "int", "float", "bool", "date", "timestamp")
+ROLES = ("entity", "time", "feature", "target", "ignore", "label_available_at")
+
+
+class Column(_Strict):
+    """One column of the source: its type, its role in the use case, and how its text is read."""
+
+    type: Literal["string", "int", "float", "bool", "date", "timestamp"] = "string"
+    role: Literal["entity", "time", "feature", "target", "ignore", "label_available_at"] = "feature"
+    nullable: bool | None = Field(default=None, description="Missing values allowed; default: no for keys and time.")
+    description: str = ""
+    format: str | None = Field(
+        default=None,
+        description="date/timestamp: a strftime format ('%Y/%m/%d', '%b-%Y'), 'iso' (also with Z or an offset), "
+        "'epoch_s' or 'epoch_ms'; None: ISO.",
+    )
+    source: str | None = Field(default=None, description="The column's name in the file, when it differs.")
+    true_values: list[str] = Field(default_factory=lambda: ["true", "t", "yes", "y", "1"])
+    false_values: list[str] = Field(default_factory=lambda: ["false", "f", "no", "n", "0"])
+
+    @model_validator(mode="after")
+    def _format_fits_type(self) -> Column:
+        if self.format is None:
+            return self
+        if self.type not in ("date", "timestamp"):
+            raise ValueError(f"format applies to date and timestamp columns, not {self.type}")
+        if self.format not in ("iso", "epoch_s", "epoch_ms") and "%" not in self.format:
+            raise ValueError(f"format {self.format!r} is neither iso, epoch_s, epoch_ms nor a strftime pattern")
+        return self
+
+    @property
+    def allows_missing(self) -> bool:
+        """Whether a missing value is allowed (keys and time never are, unless declared nullable)."""
+        if self.nullable is not None:
+            return self.nullable
+        return self.role not in ("entity", "time")
 
 
 class InSet(_Strict):
@@ -170,14 +269,127 @@ class SnapshotFeatures(_Strict):
     smoothing: float = Field(default=10.0, ge=0, description="Pseudo-deals pulling prior win rates to the global.")
 
 
+ROLLING_STATS = ("mean", "std", "rms", "min", "max", "sum", "count")
+CALENDAR_PARTS = (
+    "day_of_week",
+    "day_of_month",
+    "day_of_year",
+    "week",
+    "month",
+    "quarter",
+    "year",
+    "hour",
+    "minute",
+    "is_weekend",
+)
+_SPAN = r"^[1-9][0-9]*(min|h|d|w)$"
+RollingStat = Literal["mean", "std", "rms", "min", "max", "sum", "count"]
+
+
+def _default_stats() -> list[RollingStat]:
+    return ["mean"]
+
+
+class Derive(_Strict):
+    """One declared feature of the DSL, computed per entity in time order from rows at or before t only.
+
+    ``column`` is a typed silver/gold column or an earlier derived feature. Output names: ``<column>_lag<k>``,
+    ``_diff<k>``, ``_pct<k>``, ``_logchg<k>``, ``_<stat>_<window or span>``, ``_ewm<halflife>``, ``_xs_rank``,
+    ``_xs_demean``, ``_<category>`` (onehot), ``_code`` (ordinal), ``_freq`` (frequency); ``name`` renames an op
+    with a single output.
+    """
+
+    op: Literal["lag", "diff", "pct_change", "log_change", "rolling", "ewm", "rank", "demean", "encode"]
+    column: str
+    periods: list[int] = Field(default_factory=lambda: [1], description="lag/diff/pct_change/log_change: steps back.")
+    window: int | None = Field(default=None, ge=1, description="rolling: the last `window` rows (t included).")
+    span: str | None = Field(
+        default=None, pattern=_SPAN, description="rolling: a time span ending at t ('30min', '12h', '7d', '4w')."
+    )
+    stats: list[Literal["mean", "std", "rms", "min", "max", "sum", "count"]] = Field(
+        default_factory=_default_stats, min_length=1
+    )
+    min_periods: int | None = Field(
+        default=None, ge=1, description="rolling by rows: values needed (default: the whole window), else NULL."
+    )
+    halflife: float | None = Field(default=None, gt=0, description="ewm: half-life in rows.")
+    scale: float = Field(default=1.0, description="Multiply the outputs (e.g. sqrt(252) to annualize).")
+    method: Literal["onehot", "ordinal", "frequency"] = Field(default="onehot", description="encode: how.")
+    max_categories: int = Field(default=20, ge=1, description="encode onehot: the most frequent categories.")
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @model_validator(mode="after")
+    def _fits_op(self) -> Derive:
+        if self.op == "rolling" and (self.window is None) == (self.span is None):
+            raise ValueError(f"rolling feature of '{self.column}' needs exactly one of window (rows) or span (time)")
+        if self.op == "ewm" and self.halflife is None:
+            raise ValueError(f"ewm feature of '{self.column}' needs a halflife")
+        if self.op in ("lag", "diff", "pct_change", "log_change") and (not self.periods or min(self.periods) < 1):
+            raise ValueError(f"{self.op} feature of '{self.column}' needs periods >= 1")
+        return self
+
+
+class DslFeatures(_Strict):
+    """Features declared per column and compiled to Ibis: the same YAML runs on DuckDB and on Spark."""
+
+    kind: Literal["dsl"] = "dsl"
+    values: bool = Field(default=True, description="Every feature column's own value at t is a feature.")
+    calendar: list[
+        Literal[
+            "day_of_week",
+            "day_of_month",
+            "day_of_year",
+            "week",
+            "month",
+            "quarter",
+            "year",
+            "hour",
+            "minute",
+            "is_weekend",
+        ]
+    ] = Field(default_factory=list, description="Parts of the time column (known in advance).")
+    derive: list[Derive] = Field(default_factory=list)
+    encode_strings: Literal["onehot", "ordinal", "frequency", "drop"] = Field(
+        default="onehot", description="Text feature columns without an encode op of their own."
+    )
+    max_categories: int = Field(default=20, ge=1, description="onehot: the most frequent categories per column.")
+
+
 class Target(_Strict):
+    """What is predicted. Built-in for fx and crm (no ``kind``); declared for every other use case.
+
+    ``value_at``: ``column`` ``horizon`` steps ahead; ``aggregate``: ``aggregate`` of ``column`` over the next
+    ``horizon`` steps (t excluded); ``event``: whether the SQL condition ``event`` holds on any of the next
+    ``horizon`` steps; ``label``: the row's own ``column`` (``positive`` names the class that counts as 1).
+    """
+
     name: str = "target_rv_5d"
-    horizon: int = Field(default=5, ge=1)
+    horizon: int = Field(default=5, ge=0)
     unit: Literal["rows", "days"] = Field(
         default="rows",
         description="rows: the next `horizon` rows of the entity (gap_days must cover it); days: calendar days "
         "after the snapshot (training rows are purged by their label end date).",
     )
+    kind: Literal["value_at", "aggregate", "event", "label"] | None = None
+    column: str | None = Field(default=None, description="The column the target is made of.")
+    aggregate: Literal["mean", "sum", "rms", "min", "max", "std"] = "mean"
+    event: str | None = Field(default=None, description="event: a SQL boolean over a row, e.g. 'close < open'.")
+    positive: str | int | float | bool | None = Field(
+        default=None, description="Classification: the value of `column` that is the positive class."
+    )
+    scale: float = Field(default=1.0, description="Multiply a numeric target (e.g. sqrt(252)).")
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> Target:
+        if self.kind is None:
+            return self
+        if self.kind == "event" and not self.event:
+            raise ValueError("an event target needs `event`, a SQL condition over a row")
+        if self.kind != "event" and self.column is None:
+            raise ValueError(f"a {self.kind} target needs `column`")
+        if self.kind in ("value_at", "aggregate", "event") and self.horizon < 1:
+            raise ValueError(f"a {self.kind} target needs horizon >= 1")
+        return self
 
 
 class Dimension(_Strict):
@@ -213,7 +425,16 @@ class HPO(_Strict):
 class ModelSpec(_Strict):
     name: str
     kind: Literal[
-        "persistence", "har_linear", "lightgbm", "prior_rate", "logistic", "random_forest", "lightgbm_classifier"
+        "persistence",
+        "mean",
+        "linear",
+        "har_linear",
+        "lightgbm",
+        "prior",
+        "prior_rate",
+        "logistic",
+        "random_forest",
+        "lightgbm_classifier",
     ]
     features: list[str] = Field(default_factory=list, description="Empty means every feature column.")
     params: dict[str, Any] = Field(default_factory=dict)
@@ -244,7 +465,12 @@ class Models(_Strict):
 
 class Evaluation(_Strict):
     primary_metric: Literal["rmse", "mae", "brier", "log_loss"] = "rmse"
-    folds: int = Field(default=4, ge=1, description="Walk-forward folds; the last one is the final holdout.")
+    scheme: Literal["walk_forward", "kfold"] = Field(
+        default="walk_forward",
+        description="walk_forward over time; kfold (stratified for classification, grouped by entity) where the "
+        "data has no time column (the default there).",
+    )
+    folds: int = Field(default=4, ge=1, description="Folds; the last one is the final holdout.")
     test_days: int = Field(default=60, ge=1, description="Dates in each fold's test window.")
     gap_days: int | None = Field(default=None, description="Embargo between train and test; >= horizon.")
     window: Literal["expanding", "rolling"] = "expanding"
@@ -442,13 +668,20 @@ class Orchestration(_Strict):
         return self.defaults.model_copy(update=override.model_dump(exclude_none=True))
 
 
+class Gold(_Strict):
+    """Gold of a file use case: derived columns as SQL expressions (DuckDB SQL) over each silver row."""
+
+    derive: dict[str, str] = Field(default_factory=dict, description="New column -> SQL expression.")
+
+
 class UseCase(_Strict):
-    name: str
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Lower-case letters, digits and underscores.")
     description: str = ""
     task: Literal["regression", "classification"]
-    entity: str
-    time: str
+    entity: str = Field(description="Entity column of the feature table (derived from the column roles).")
+    time: str = Field(description="Time column of the feature table (derived from the column roles).")
     source: Source
+    columns: dict[str, Column] = Field(default_factory=dict, description="file: the source's columns.")
     tables: Tables
     expectations: list[Expectation] = Field(default_factory=list)
     mappings: list[Mapping] = Field(default_factory=list)
@@ -456,7 +689,8 @@ class UseCase(_Strict):
         default_factory=dict,
         description="Table -> column -> description ('_table' describes the table; '*' any other non-metadata column).",
     )
-    features: Features | SnapshotFeatures = Field(default_factory=Features, discriminator="kind")
+    gold: Gold = Field(default_factory=Gold)
+    features: Features | SnapshotFeatures | DslFeatures = Field(default_factory=Features, discriminator="kind")
     target: Target = Field(default_factory=Target)
     models: Models
     evaluation: Evaluation = Field(default_factory=Evaluation)
@@ -468,15 +702,39 @@ class UseCase(_Strict):
     @classmethod
     def _features_kind(cls, data: Any) -> Any:
         # The source kind decides which feature family a use case gets, so YAML need not repeat it.
-        if isinstance(data, dict):
-            kind = (data.get("source") or {}).get("kind") if isinstance(data.get("source"), dict) else None
-            feats = data.get("features")
-            default = "deal_snapshots" if kind == "crm_export" else "fx_panel"
-            if feats is None:
-                data = {**data, "features": {"kind": default}}
-            elif isinstance(feats, dict) and "kind" not in feats:
-                data = {**data, "features": {"kind": default, **feats}}
+        if not isinstance(data, dict):
+            return data
+        source = data.get("source")
+        kind = source.get("kind", "file") if isinstance(source, dict) else None
+        if kind == "file":
+            return fill_defaults(data)
+        feats = data.get("features")
+        default = "deal_snapshots" if kind == "crm_export" else "fx_panel"
+        if feats is None:
+            data = {**data, "features": {"kind": default}}
+        elif isinstance(feats, dict) and "kind" not in feats:
+            data = {**data, "features": {"kind": default, **feats}}
         return data
+
+    @property
+    def generic(self) -> bool:
+        """Whether the use case runs on the declarative engine (a ``file`` source)."""
+        return self.source.kind == "file"
+
+    @property
+    def entity_columns(self) -> list[str]:
+        """The data's own entity key columns (none, one or several)."""
+        return [n for n, c in self.columns.items() if c.role == "entity"]
+
+    @property
+    def time_column(self) -> str | None:
+        """The data's own time column, if it has one."""
+        return next((n for n, c in self.columns.items() if c.role == "time"), None)
+
+    @property
+    def label_available_column(self) -> str | None:
+        """The column saying when a row's label became known, if declared."""
+        return next((n for n, c in self.columns.items() if c.role == "label_available_at"), None)
 
     @model_validator(mode="after")
     def _gap_covers_horizon(self) -> UseCase:
@@ -515,7 +773,7 @@ class UseCase(_Strict):
         return g if g is not None else self.evaluation.folds // 2 + 1
 
 
-FEATURE_KINDS = ("fx_panel", "deal_snapshots")
+FEATURE_KINDS = ("fx_panel", "deal_snapshots", "dsl")
 
 
 def _format_error(origin: str, err: ValidationError) -> str:

@@ -1,0 +1,1 @@
+"""One module per DAG node of the declarative engine: the only code that reads and writes lake tables."""

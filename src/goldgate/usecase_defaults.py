@@ -1,0 +1,162 @@
+"""Sensible defaults of a ``file`` use case, derived from its columns and task before validation.
+
+A use case names its columns and their roles; the rest follows: the key columns of the feature table, the
+table names, the feature family, the baseline and candidates for the task, the metric, the evaluation scheme
+(walk-forward over time, k-fold without a time column) and the bootstrap unit. Anything written in the YAML wins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Key columns the engine adds when the data has none of its own.
+SERIES = "series"  # no entity column: one series, named after the use case
+ROW_ID = "row_id"  # no entity and no time: each row is its own record
+AS_OF = "as_of"  # no time column: the date the batch was ingested
+
+CLASSIFICATION_ALIASES = ("binary", "classification")
+TIME_TARGETS = ("value_at", "aggregate", "event")
+
+
+def _column_specs(columns: Any) -> dict[str, dict[str, Any]]:
+    """``name: type`` shorthand and empty entries as full column mappings."""
+    if not isinstance(columns, dict):
+        raise ValueError("columns must map each column name to its type, role and options")
+    specs: dict[str, dict[str, Any]] = {}
+    for name, spec in columns.items():
+        if spec is None:
+            specs[str(name)] = {}
+        elif isinstance(spec, str):
+            specs[str(name)] = {"type": spec}
+        elif isinstance(spec, dict):
+            specs[str(name)] = dict(spec)
+        else:
+            raise ValueError(f"column '{name}': expected a type name or a mapping, got {type(spec).__name__}")
+    return specs
+
+
+def _apply_shorthand_roles(data: dict[str, Any], specs: dict[str, dict[str, Any]]) -> None:
+    """Top-level ``entity:`` (a name or a list) and ``time:`` set those columns' roles."""
+    entity = data.get("entity")
+    named = [entity] if isinstance(entity, str) else list(entity or [])
+    for role, names in (("entity", named), ("time", [data["time"]] if data.get("time") else [])):
+        for name in names:
+            if name not in specs:
+                raise ValueError(f"{role} '{name}' is not one of the columns ({', '.join(specs) or 'none declared'})")
+            given = specs[name].get("role")
+            if given not in (None, "feature", role):
+                raise ValueError(f"column '{name}' is the {role} but its role says {given}")
+            specs[name]["role"] = role
+
+
+def key_columns(specs: dict[str, dict[str, Any]]) -> tuple[str, str]:
+    """The feature table's entity and time columns: the data's own, or the engine's stand-ins."""
+    entities = [n for n, c in specs.items() if c.get("role") == "entity"]
+    times = [n for n, c in specs.items() if c.get("role") == "time"]
+    if len(times) > 1:
+        raise ValueError(f"more than one column has role time: {', '.join(times)}")
+    time = times[0] if times else AS_OF
+    if len(entities) == 1:
+        entity = entities[0]
+    elif entities:
+        entity = "_".join(entities) + "_key"
+    else:
+        entity = SERIES if times else ROW_ID
+    if (entity in specs and entity not in entities) or (time in specs and not times):
+        raise ValueError(f"column names '{entity}' and '{time}' are the engine's key columns here: rename the column")
+    return entity, time
+
+
+def default_models(name: str, task: str, target: dict[str, Any], has_time: bool) -> dict[str, Any]:
+    """A baseline that follows from the task and the data, and two candidates."""
+    if task == "regression":
+        column = target.get("column")
+        if has_time and target.get("kind") in ("value_at", "aggregate") and column:
+            baseline = {"name": "persistence", "kind": "persistence", "features": [column]}
+        else:
+            baseline = {"name": "mean", "kind": "mean"}
+        candidates = [
+            {"name": "linear", "kind": "linear"},
+            {"name": "lightgbm", "kind": "lightgbm", "params": {"n_estimators": 200, "learning_rate": 0.05}},
+        ]
+    else:
+        baseline = {"name": "prior", "kind": "prior"}
+        candidates = [
+            {"name": "logistic", "kind": "logistic"},
+            {
+                "name": "lightgbm",
+                "kind": "lightgbm_classifier",
+                "params": {"n_estimators": 200, "learning_rate": 0.05},
+            },
+        ]
+    return {"registered_name": name, "baseline": baseline, "candidates": candidates, "allow_missing": True}
+
+
+def _defaults_for(data: dict[str, Any], has_time: bool) -> dict[str, Any]:
+    name, task = data.get("name", "usecase"), data["task"]
+    target = dict(data.get("target") or {})
+    if "kind" not in target:
+        raise ValueError("a file use case needs target.kind: value_at, aggregate, event or label")
+    target.setdefault("name", "target")
+    if target["kind"] == "label":
+        target.setdefault("horizon", 0)
+    else:
+        target.setdefault("horizon", 1)
+    models = {**default_models(name, task, target, has_time), **(data.get("models") or {})}
+    evaluation = {
+        "primary_metric": "rmse" if task == "regression" else "brier",
+        "scheme": "walk_forward" if has_time else "kfold",
+        **(data.get("evaluation") or {}),
+    }
+    if evaluation["scheme"] == "kfold":
+        evaluation.setdefault("folds", 5)
+    gate = dict(data.get("gate") or {})
+    if not has_time:
+        gate.setdefault("bootstrap_unit", "entity")
+    monitoring = dict(data.get("monitoring") or {})
+    if not has_time:
+        monitoring.setdefault("reference_days", None)
+    return {"target": target, "models": models, "evaluation": evaluation, "gate": gate, "monitoring": monitoring}
+
+
+def default_tables(name: str) -> dict[str, str]:
+    """Table names of a use case, from its name."""
+    return {
+        "bronze": f"bronze.{name}_raw",
+        "silver": f"silver.{name}",
+        "gold": f"gold.{name}",
+        "features": f"gold.{name}_features",
+        "predictions": f"gold.{name}_predictions",
+        "quarantine": f"quarantine.{name}",
+    }
+
+
+def fill_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """The use case's mapping with every default a ``file`` use case derives from its columns and task."""
+    data = dict(data)
+    if data.get("task") in CLASSIFICATION_ALIASES:
+        data["task"] = "classification"
+    if data.get("task") not in ("regression", "classification"):
+        return data  # pydantic names the allowed values
+    specs = _column_specs(data.get("columns") or {})
+    if not specs:
+        raise ValueError("a file use case needs columns: each column's type and role")
+    _apply_shorthand_roles(data, specs)
+    entity, time = key_columns(specs)
+    has_time = time != AS_OF
+    features = data.get("features")
+    if features is None:
+        features = {"kind": "dsl"}
+    elif isinstance(features, dict) and "kind" not in features:
+        features = {"kind": "dsl", **features}
+    name = str(data.get("name", "usecase"))
+    tables = {**default_tables(name), **(data.get("tables") or {})}
+    return {
+        **data,
+        **_defaults_for(data, has_time),
+        "columns": specs,
+        "entity": entity,
+        "time": time,
+        "features": features,
+        "tables": tables,
+    }
