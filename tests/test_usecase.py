@@ -205,7 +205,7 @@ def test_a_metric_that_does_not_fit_the_task_is_rejected() -> None:
 def test_ecb_slicing_keys_are_rejected_on_a_crm_source() -> None:
     data = crm_dict()
     data["source"]["currencies"] = ["USD"]
-    with pytest.raises(UseCaseError, match="apply to kind ecb_fx only"):
+    with pytest.raises(UseCaseError, match="do not apply to crm_export"):
         parse_usecase(data)
 
 

@@ -72,16 +72,20 @@ class Source(_Strict):
     demo_rows: int = Field(default=8800, ge=100, description="crm: opportunities in the generated demo export.")
     demo_seed: int = Field(default=42, description="crm: seed of the generated demo export.")
     currencies: list[str] | None = Field(default=None, description="Keep only these columns (a slice).")
-    start: str | None = Field(default=None, description="Keep only dates on or after this ISO date.")
-    end: str | None = Field(default=None, description="Keep only dates on or before this ISO date.")
+    start: str | None = Field(
+        default=None, description="Keep only times on or after this ISO date (file: counted in ops.quality)."
+    )
+    end: str | None = Field(default=None, description="Keep only times on or before this ISO date.")
     required_columns: list[str] | None = Field(
         default=None, description="Columns a source batch must have, or ingest stops (ecb_fx default: Date)."
     )
 
     @model_validator(mode="after")
     def _fits_kind(self) -> Source:
-        if self.kind != "ecb_fx" and (self.currencies or self.start or self.end):
-            raise ValueError("currencies, start and end slice the ECB file; they apply to kind ecb_fx only")
+        if self.kind == "crm_export" and (self.currencies or self.start or self.end):
+            raise ValueError("currencies, start and end slice a source by time; they do not apply to crm_export")
+        if self.kind == "file" and self.currencies:
+            raise ValueError("currencies slice the ECB file; a file source lists its columns in unpivot.columns")
         if self.header and self.names:
             raise ValueError("names are for a file without a header line (header: false)")
         if self.delimiter is not None and (len(self.delimiter) != 1 or self.delimiter in '"\r\n'):
@@ -295,11 +299,11 @@ class Derive(_Strict):
 
     ``column`` is a typed silver/gold column or an earlier derived feature. Output names: ``<column>_lag<k>``,
     ``_diff<k>``, ``_pct<k>``, ``_logchg<k>``, ``_<stat>_<window or span>``, ``_ewm<halflife>``, ``_xs_rank``,
-    ``_xs_demean``, ``_<category>`` (onehot), ``_code`` (ordinal), ``_freq`` (frequency); ``name`` renames an op
+    ``_xs_demean``, ``_vs_<entity>``, ``_<category>`` (onehot), ``_code`` (ordinal), ``_freq`` (frequency); ``name`` renames an op
     with a single output.
     """
 
-    op: Literal["lag", "diff", "pct_change", "log_change", "rolling", "ewm", "rank", "demean", "encode"]
+    op: Literal["lag", "diff", "pct_change", "log_change", "rolling", "ewm", "rank", "demean", "versus", "encode"]
     column: str
     periods: list[int] = Field(default_factory=lambda: [1], description="lag/diff/pct_change/log_change: steps back.")
     window: int | None = Field(default=None, ge=1, description="rolling: the last `window` rows (t included).")
@@ -313,6 +317,7 @@ class Derive(_Strict):
         default=None, ge=1, description="rolling by rows: values needed (default: the whole window), else NULL."
     )
     halflife: float | None = Field(default=None, gt=0, description="ewm: half-life in rows.")
+    entity: str | None = Field(default=None, description="versus: the reference entity (e.g. USD).")
     scale: float = Field(default=1.0, description="Multiply the outputs (e.g. sqrt(252) to annualize).")
     method: Literal["onehot", "ordinal", "frequency"] = Field(default="onehot", description="encode: how.")
     max_categories: int = Field(default=20, ge=1, description="encode onehot: the most frequent categories.")
@@ -324,6 +329,8 @@ class Derive(_Strict):
             raise ValueError(f"rolling feature of '{self.column}' needs exactly one of window (rows) or span (time)")
         if self.op == "ewm" and self.halflife is None:
             raise ValueError(f"ewm feature of '{self.column}' needs a halflife")
+        if self.op == "versus" and not self.entity:
+            raise ValueError(f"versus feature of '{self.column}' needs the reference entity")
         if self.op in ("lag", "diff", "pct_change", "log_change") and (not self.periods or min(self.periods) < 1):
             raise ValueError(f"{self.op} feature of '{self.column}' needs periods >= 1")
         return self
@@ -333,6 +340,11 @@ class DslFeatures(_Strict):
     """Features declared per column and compiled to Ibis: the same YAML runs on DuckDB and on Spark."""
 
     kind: Literal["dsl"] = "dsl"
+    sql: dict[str, str] = Field(
+        default_factory=dict,
+        description="Features computed from each row alone: name -> SQL expression (DuckDB SQL, no window "
+        "functions or subqueries); derive ops may read them.",
+    )
     values: bool = Field(default=True, description="Every feature column's own value at t is a feature.")
     calendar: list[
         Literal[
@@ -672,6 +684,9 @@ class Gold(_Strict):
     """Gold of a file use case: derived columns as SQL expressions (DuckDB SQL) over each silver row."""
 
     derive: dict[str, str] = Field(default_factory=dict, description="New column -> SQL expression.")
+    where: str | None = Field(
+        default=None, description="Keep only gold rows where this SQL condition holds (e.g. a return exists)."
+    )
 
 
 class UseCase(_Strict):

@@ -278,7 +278,8 @@ def test_values_calendar_and_default_text_encoding() -> None:
     names = ["x", "y", "flag", "opened", "kind_u", "kind_v", "kind_w", "sales"]
     calendar = ["day_of_week", "day_of_month", "week", "quarter", "is_weekend", "hour"]
     assert list(got.columns) == [*KEYS, *names, *calendar, "target", LABEL_END]
-    assert all(got[c].dtype == "float64" for c in names + calendar + ["target"])
+    assert all(got[c].dtype == "float64" for c in [*names, "target"])
+    assert all(got[c].dtype == "int32" for c in calendar)  # counts, never missing
     close(got.y, df.y.astype(float))
     close(got.flag, df.flag.astype(float))
     close(got.opened, pd.Series([10.0] * 6 + [19722.0] * 6))  # days since 1970-01-01
@@ -350,13 +351,14 @@ def test_feature_names_lists_the_output_columns_without_reading_data() -> None:
     )
     schema = {c: str(t) for c, t in ibis.memtable(panel()).schema().items()}
     names = feature_names(schema, uc)
-    assert names == ["x", "y", "flag", "opened", "sales", "month", "y_ewm2p5", "kind_*"]
+    assert names == ["x", "y", "flag", "opened", "sales", "y_ewm2p5", "kind_*", "month"]
     got = build(uc)
     assert [c for c in got.columns if c not in (*KEYS, "target", LABEL_END)] == [
-        *names[:-1],
+        *names[:-2],
         "kind_u",
         "kind_v",
         "kind_w",
+        "month",
     ]
 
 
@@ -595,3 +597,45 @@ def test_spark_reads_time_spans_and_calendar_of_timestamps_as_duckdb(spark: Any)
     on_spark = build_dsl_features(gold, uc).to_pyarrow().to_pandas().sort_values("at").reset_index(drop=True)
     for column in ("x_sum_12h", "hour", "minute", "target"):
         close(on_spark[column], on_duckdb[column])
+
+
+def test_versus_subtracts_the_reference_entitys_value_at_the_same_time() -> None:
+    got = build(derive({"op": "versus", "column": "x", "entity": "a", "name": "x_vs_a"}))
+    df = reference()
+    a = df[df.store == "a"].set_index("date").x
+    want = df.x - df.date.map(a)
+    close(got.x_vs_a, want)
+    assert got[got.store == "a"].x_vs_a.dropna().eq(0).all()
+
+
+def test_row_sql_features_come_first_and_later_ops_read_them() -> None:
+    uc = derive({"op": "lag", "column": "xy", "periods": [1]}, sql={"xy": "x * y"}, values=False)
+    got, df = build(uc), reference()
+    assert [c for c in got.columns if c not in (*KEYS, "target", LABEL_END)] == ["xy", "xy_lag1"]
+    close(got.xy, df.x * df.y)
+    close(got.xy_lag1, (df.x * df.y).groupby(df.store).shift(1))
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("lead(x) OVER (PARTITION BY store ORDER BY date)", "own row only"),
+        ("(SELECT max(x) FROM gold)", "own row only"),
+    ],
+)
+def test_row_sql_may_not_read_other_rows(sql: str, message: str) -> None:
+    with pytest.raises(FeatureSpecError, match=message):
+        build(derive(sql={"peek": sql}))
+
+
+def test_row_sql_may_not_read_the_label() -> None:
+    columns = {**COLUMNS, "sales": {"type": "float", "role": "target"}}
+    uc = usecase(
+        {"sql": {"leak": "sales * 2"}},
+        columns=columns,
+        entity="store",
+        time="date",
+        target={"kind": "label", "column": "sales"},
+    )
+    with pytest.raises(FeatureSpecError, match="reads \\['sales'\\], not known at t"):
+        build(uc)

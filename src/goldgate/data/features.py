@@ -21,6 +21,7 @@ Output names: the column's own name (values), the calendar part, ``<col>_lag<k>`
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import re
@@ -42,6 +43,7 @@ from goldgate.data.targets import (
     target_inputs,
     to_float,
 )
+from goldgate.sql_dialect import run_duckdb_sql
 from goldgate.usecase import Derive, DslFeatures, UseCase
 
 __all__ = ["LABEL_END", "FeatureSpecError", "build_dsl_features", "feature_names"]
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 
 # Stands for the category part of onehot names before the data is read.
 CATEGORY_PLACEHOLDER = "*"
+_ALIASES = itertools.count()
 TIME_ORDER_OPS = ("lag", "diff", "pct_change", "log_change", "rolling", "ewm")
 STEP_SUFFIXES = {"lag": "lag", "diff": "diff", "pct_change": "pct", "log_change": "logchg"}
 ENCODE_SUFFIXES = {"ordinal": "code", "frequency": "freq"}
@@ -81,6 +84,7 @@ class Plan:
     """What a use case's DSL computes, checked against the gold columns before any data is read."""
 
     keys: Keys
+    sql: list[str]  # row-level SQL features, computed first
     values: list[str]  # gold columns that are features as they are (text ones through ``encodes``)
     encodes: dict[str, Derive]  # text value column -> its default encoding
     calendar: list[str]
@@ -168,6 +172,8 @@ def op_names(op: Derive, categories: Iterable[str] | None = None) -> list[str]:
         names = [f"{c}_ewm{_halflife_text(float(op.halflife or 0))}"]
     elif op.op in ("rank", "demean"):
         names = [f"{c}_xs_{op.op}"]
+    elif op.op == "versus":
+        names = [f"{c}_vs_{_slugs([op.entity])[0]}"]
     elif op.method == "onehot":
         names = [f"{c}_{slug}" for slug in (categories if categories is not None else [CATEGORY_PLACEHOLDER])]
     else:
@@ -245,10 +251,42 @@ def plan(schema: dict[str, dt.DataType], usecase: UseCase) -> Plan:
         available.update({n: dt.float64 for n in names if not n.endswith(f"_{CATEGORY_PLACEHOLDER}")})
         derived.extend(names)
     value_names = [n for c in values for n in (op_names(encodes[c]) if c in encodes else [c])]
-    names = [*value_names, *spec.calendar, *derived]
+    sql = [n for n in spec.sql if n in schema]
+    names = [*sql, *value_names, *derived, *spec.calendar]
     reserved = (keys.entity, keys.time, usecase.target.name, LABEL_END)
-    _check_names(names, reserved, keys, "values, calendar, derive")
-    return Plan(keys, values, encodes, list(spec.calendar), list(spec.derive), names, reserved)
+    _check_names(names, reserved, keys, "sql, values, derive, calendar")
+    return Plan(keys, sql, values, encodes, list(spec.calendar), list(spec.derive), names, reserved)
+
+
+def check_row_sql(name: str, sql: str, hidden: set[str], usecase: str) -> None:
+    """A row-level SQL feature parses, reads no column unknown at t, and looks at no other row."""
+    try:
+        tree = sqlglot.parse_one(sql, read="duckdb")
+    except sqlglot.errors.ParseError as exc:
+        raise FeatureSpecError(f"use case {usecase}: features.sql '{name}' does not parse: {exc}") from None
+    if tree.find(exp.Window) is not None or tree.find(exp.Select) is not None:
+        raise FeatureSpecError(
+            f"use case {usecase}: features.sql '{name}' may use its own row only (no window function or subquery); "
+            "use a derive op to read earlier rows"
+        )
+    leaked = sorted({c.name for c in tree.find_all(exp.Column)} & hidden)
+    if leaked:
+        raise FeatureSpecError(f"use case {usecase}: features.sql '{name}' reads {leaked}, not known at t")
+
+
+def with_sql_features(gold: ir.Table, usecase: UseCase) -> ir.Table:
+    """Gold with the use case's row-level SQL features added (DuckDB SQL, transpiled on other engines)."""
+    spec = _dsl(usecase)
+    if not spec.sql:
+        return gold
+    hidden = unknown_at_t(usecase)
+    for name, sql in spec.sql.items():
+        check_row_sql(name, sql, hidden, usecase.name)
+        if name in gold.columns:
+            raise FeatureSpecError(f"use case {usecase.name}: features.sql '{name}' is already a gold column")
+    alias = f"__rowsql_{next(_ALIASES)}"
+    exprs = ", ".join(f'CAST(({sql}) AS DOUBLE) AS "{name}"' for name, sql in spec.sql.items())
+    return run_duckdb_sql(gold.alias(alias), f"SELECT *, {exprs} FROM {alias}")  # noqa: S608 - the use case's SQL
 
 
 def feature_names(gold_columns: dict[str, str], usecase: UseCase) -> list[str]:
@@ -345,11 +383,16 @@ def _ewm(table: ir.Table, x: ir.NumericValue, op: Derive, keys: Keys) -> ir.Valu
 
 
 def _cross_section(table: ir.Table, x: ir.NumericValue, op: Derive, keys: Keys) -> ir.Value:
-    """Percent rank among the entities with a value at t, or the value minus their mean at t."""
+    """Percent rank among the entities with a value at t, or the value minus their mean (or one entity's) at t."""
     if op.op == "rank":
         peers = ibis.window(group_by=[table[keys.time], x.isnull()], order_by=x)
         return ibis.ifelse(x.isnull(), ibis.null("float64"), x.percent_rank().over(peers))
-    return x - x.mean().over(ibis.window(group_by=keys.time))
+    same_time = ibis.window(group_by=keys.time)
+    if op.op == "versus":
+        # Keys are unique, so at most one row per time step is the reference entity's: max() picks it.
+        reference = ibis.ifelse(table[keys.entity].cast("string") == str(op.entity), x, ibis.null("float64"))
+        return x - reference.max().over(same_time)
+    return x - x.mean().over(same_time)
 
 
 def _slugs(values: list[object]) -> list[str]:
@@ -457,7 +500,7 @@ def _derive(table: ir.Table, ops: list[Derive], keys: Keys) -> tuple[ir.Table, l
 
 
 def _calendar(time: ir.Value, part: str) -> ir.Value:
-    """One calendar part of the time column (day of week 0 = Monday, ISO week) as float64."""
+    """One calendar part of the time column (day of week 0 = Monday, ISO week) as int32: a count, never missing."""
     stamp = time.cast("timestamp") if time.type().is_date() else time
     parts: dict[str, Callable[[], ir.Value]] = {
         "day_of_week": lambda: time.day_of_week.index(),
@@ -471,14 +514,17 @@ def _calendar(time: ir.Value, part: str) -> ir.Value:
         "minute": lambda: stamp.minute(),
         "is_weekend": lambda: time.day_of_week.index() >= 5,
     }
-    return parts[part]().cast("float64")
+    return parts[part]().cast("int32")
 
 
 def _features(table: ir.Table, steps: Plan, derived: list[list[str]]) -> dict[str, ir.Value]:
-    """Every feature column in output order: values (text ones encoded), calendar parts, derive outputs."""
+    """Every feature column in output order: row SQL, values (text ones encoded), derive outputs, calendar parts."""
     encoded = dict(zip(steps.encodes, derived[len(steps.ops) :], strict=True))
     features: dict[str, ir.Value] = {}
     names: list[str] = []
+    for column in steps.sql:
+        features[column] = to_float(table[column])
+        names.append(column)
     for column in steps.values:
         if column in encoded:
             features.update({n: table[n] for n in encoded[column]})
@@ -488,12 +534,12 @@ def _features(table: ir.Table, steps: Plan, derived: list[list[str]]) -> dict[st
             assert value is not None  # text columns are encoded
             features[column] = value
             names.append(column)
-    for part in steps.calendar:
-        features[part] = _calendar(table[steps.keys.time], part)
-        names.append(part)
     for outputs in derived[: len(steps.ops)]:
         features.update({n: table[n] for n in outputs})
         names.extend(outputs)
+    for part in steps.calendar:
+        features[part] = _calendar(table[steps.keys.time], part)
+        names.append(part)
     _check_names(names, steps.reserved, steps.keys, "onehot categories included")
     return features
 
@@ -504,6 +550,7 @@ def build_dsl_features(gold: ir.Table, usecase: UseCase) -> ir.Table:
     Every gold row is kept (rows whose target is not known yet have a NULL target: they are scored). Rows come
     in no particular order; readers sort.
     """
+    gold = with_sql_features(gold, usecase)
     steps = plan(dict(gold.schema().items()), usecase)
     ops = [*steps.ops, *steps.encodes.values()]
     table = _with_helpers(target_inputs(gold, usecase), ops, steps.keys)

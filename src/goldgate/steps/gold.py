@@ -44,9 +44,17 @@ def with_derived(table: ir.Table, derive: dict[str, str]) -> ir.Table:
     return run_duckdb_sql(table.alias(alias), f"SELECT *, {exprs} FROM {alias}")  # noqa: S608 - the use case's SQL
 
 
+def where(table: ir.Table, condition: str | None) -> ir.Table:
+    """Rows where the SQL condition holds (all rows without one)."""
+    if condition is None:
+        return table
+    alias = f"__gold_{next(_ALIASES)}"
+    return run_duckdb_sql(table.alias(alias), f"SELECT * FROM {alias} WHERE {condition}")  # noqa: S608 - use case's SQL
+
+
 def build_gold(silver: ir.Table, uc: UseCase) -> ir.Table:
     """The gold table of a file use case (metadata columns dropped)."""
-    table = with_derived(with_keys(silver, uc), uc.gold.derive)
+    table = where(with_derived(with_keys(silver, uc), uc.gold.derive), uc.gold.where)
     return table.drop(*[c for c in table.columns if c.startswith("_")])
 
 

@@ -9,13 +9,22 @@ logged in ``ops.quality``.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, date, datetime
 from typing import Any
 
 import ibis
 import ibis.expr.types as ir
+import pyarrow as pa
 
 from goldgate.context import Context
-from goldgate.quality import QUALITY, apply_expectations, apply_mappings, quality_rows, quarantine_repeats
+from goldgate.quality import (
+    QUALITY,
+    QUALITY_SCHEMA,
+    apply_expectations,
+    apply_mappings,
+    quality_rows,
+    quarantine_repeats,
+)
 from goldgate.steps.batches import pending_batches
 from goldgate.usecase import UseCase
 
@@ -54,6 +63,39 @@ def silver_columns(uc: UseCase, keys: list[str]) -> list[str]:
     return [*declared, "_batch_id", "_ingested_at", *origin]
 
 
+SLICE_RULE = "outside_slice"
+
+
+def in_slice(typed: ir.Table, uc: UseCase) -> ir.Table:
+    """Rows within the use case's ``source.start`` / ``source.end``; a row whose time did not parse stays, so
+    that its parse rule quarantines it."""
+    time, start, end = uc.time_column, uc.source.start, uc.source.end
+    if time is None or (start is None and end is None):
+        return typed
+    t = typed[time].cast("date")
+    keep = ibis.literal(True)
+    if start is not None:
+        keep &= t >= ibis.literal(date.fromisoformat(start))
+    if end is not None:
+        keep &= t <= ibis.literal(date.fromisoformat(end))
+    return typed.filter(t.isnull() | keep)
+
+
+def slice_row(uc: UseCase, batch_id: str, rows_in: int, kept: int) -> pa.Table:
+    """The ``ops.quality`` row counting a batch's rows outside the use case's time slice (passed: inside it)."""
+    row = {
+        "table_name": uc.tables.silver,
+        "input_table": uc.tables.bronze,
+        "batch_id": batch_id,
+        "rule": SLICE_RULE,
+        "action": "slice",
+        "passed": kept,
+        "failed": rows_in - kept,
+        "checked_at": datetime.now(UTC),
+    }
+    return pa.Table.from_pylist([row], schema=QUALITY_SCHEMA)
+
+
 def _typed_batch(ctx: Context, bronze: ir.Table, batch_id: str) -> ir.Table:
     from goldgate.data.schema import missing_columns, shape_bronze, type_columns, undeclared_columns
 
@@ -84,6 +126,17 @@ def silver(ctx: Context) -> dict[str, Any]:
     rules = [*cast_expectations(uc.columns, uc.source), *uc.expectations]
     for batch_id in pending_batches(ctx):
         typed = _typed_batch(ctx, lake.read(uc.tables.bronze, version), batch_id)
+        sliced = in_slice(typed, uc)
+        if sliced is not typed:
+            rows, kept = (int(t.count().to_pyarrow().as_py()) for t in (typed, sliced))
+            lake.merge(
+                QUALITY,
+                slice_row(uc, batch_id, rows, kept),
+                keys=["table_name", "batch_id", "rule"],
+                ignore=("checked_at",),
+            )
+            totals["outside_slice"] = totals.get("outside_slice", 0) + rows - kept
+            typed = sliced.cache()
         mapped, remapped = apply_mappings(typed, uc.mappings)
         checked = apply_expectations(mapped, rules, uc.tables.silver)
         if keys != ORIGIN:
