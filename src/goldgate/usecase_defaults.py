@@ -131,6 +131,76 @@ def default_tables(name: str) -> dict[str, str]:
     }
 
 
+METADATA_DESCRIPTIONS = {
+    "_batch_id": "Batch the row came from (a hash of the source bytes and the reading options).",
+    "_ingested_at": "When that batch was ingested (UTC).",
+    "_file": "The file the row came from.",
+    "_row_number": "Line number in that file (the header is line 1).",
+    "_source": "What was read: the path, glob or package file.",
+    "_extra": "Cells beyond the header's width on a ragged line, CSV-encoded (empty otherwise).",
+}
+
+
+def _described(specs: dict[str, dict[str, Any]], keep: set[str] | None = None) -> dict[str, str]:
+    out = {}
+    for name, spec in specs.items():
+        if spec.get("role") == "ignore" or (keep is not None and name not in keep):
+            continue
+        out[name] = str(spec.get("description") or f"{spec.get('type', 'string')} ({spec.get('role', 'feature')})")
+    return out
+
+
+def default_descriptions(
+    tables: dict[str, str], specs: dict[str, dict[str, Any]], entity: str, time: str, target: dict[str, Any]
+) -> dict[str, dict[str, str]]:
+    """Data-dictionary text of a file use case's tables, from its column declarations."""
+    meta = METADATA_DESCRIPTIONS
+    typed = _described(specs)
+    keys = {entity: "Entity key of the feature table.", time: "Time of the row (the as-of date without time)."}
+    return {
+        tables["bronze"]: {
+            "_table": "The source as received: every cell as text exactly as written, plus ingestion metadata.",
+            "*": "The source column of that name, as text (an empty cell is empty); typed in silver.",
+            **meta,
+        },
+        tables["silver"]: {
+            "_table": "Typed rows that passed every drop rule, one per key (the latest batch wins).",
+            **typed,
+            **{k: meta[k] for k in ("_batch_id", "_ingested_at", "_file", "_row_number")},
+        },
+        tables["quarantine"]: {
+            "_table": "Rows that failed a drop rule (a cell that did not parse, a rule, a repeated key).",
+            "*": "The column as typed (empty where the cell did not parse); raw_<column> keeps the cell's text.",
+            "_rule": "The first drop rule the row failed.",
+            "_failed_rules": "Every drop rule the row failed, comma-separated.",
+            "_reason": "The first failed rule with its description.",
+            **meta,
+        },
+        tables["gold"]: {"_table": "Silver rows with the feature table's keys and derived columns.", **typed, **keys},
+        tables["features"]: {
+            "_table": "Point-in-time features per entity and time (from rows at or before it) and the target.",
+            **keys,
+            "*": "A feature declared in the use case (computed from rows at or before the row's time).",
+            str(target.get("name", "target")): f"Target ({target.get('kind')} of {target.get('column')}); empty "
+            "until known.",
+            "target_end": "Time at which the target is fully known; training rows whose target reaches a test "
+            "window are purged.",
+        },
+        tables["predictions"]: {
+            "_table": "Champion predictions per entity and time, with lineage; history kept per model version.",
+            entity: "Entity key.",
+            "as_of": "Time of the feature row the prediction was made from.",
+            "prediction": "The model's prediction (a probability for a binary task).",
+            "model_name": "Registered model name.",
+            "model_version": "Registered version that predicted.",
+            "run_id": "MLflow run that trained that version.",
+            "feature_table": "Feature table read (logical name).",
+            "feature_table_version": "Delta version of the feature table read.",
+            "scored_at": "When the row was scored (UTC).",
+        },
+    }
+
+
 def fill_defaults(data: dict[str, Any]) -> dict[str, Any]:
     """The use case's mapping with every default a ``file`` use case derives from its columns and task."""
     data = dict(data)
@@ -151,9 +221,14 @@ def fill_defaults(data: dict[str, Any]) -> dict[str, Any]:
         features = {"kind": "dsl", **features}
     name = str(data.get("name", "usecase"))
     tables = {**default_tables(name), **(data.get("tables") or {})}
+    derived = _defaults_for(data, has_time)
+    described = default_descriptions(tables, specs, entity, time, derived["target"])
+    for table, columns in (data.get("descriptions") or {}).items():
+        described[table] = {**described.get(table, {}), **(columns or {})}
     return {
         **data,
-        **_defaults_for(data, has_time),
+        **derived,
+        "descriptions": described,
         "columns": specs,
         "entity": entity,
         "time": time,
