@@ -28,7 +28,7 @@ GOLDEN = Path(__file__).parent / "golden"
 NOT_COMPARED = ("bronze", "quarantine")
 
 
-def engine_slice_usecase() -> UseCase:
+def engine_slice_dict() -> dict[str, Any]:
     """fx_engine.yaml cut like the test slice: the same currencies, dates, table names, model and folds."""
     data: dict[str, Any] = yaml.safe_load((GOLDEN / "fx_engine.yaml").read_text(encoding="utf-8"))
     hard_wired = slice_usecase_dict()
@@ -39,7 +39,12 @@ def engine_slice_usecase() -> UseCase:
     data["models"] = {**hard_wired["models"], "allow_missing": False}
     data["evaluation"] = hard_wired["evaluation"]
     data["gate"] = {**hard_wired["gate"], "latency_budget_ms": None}
-    return parse_usecase(data, "fx_engine (slice)")
+    return data
+
+
+def engine_slice_usecase() -> UseCase:
+    """The engine's fx slice, validated."""
+    return parse_usecase(engine_slice_dict(), "fx_engine (slice)")
 
 
 def _comparable(figures: dict[str, Any], usecase: UseCase) -> dict[str, Any]:

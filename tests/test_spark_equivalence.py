@@ -19,6 +19,7 @@ import ibis
 import ibis.expr.datatypes as dt
 import pandas as pd
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from goldgate.cli import app
@@ -90,11 +91,21 @@ def _weather_dirty_batch(folder: Path) -> Path:
     return path
 
 
+def _fx_on_engine(folder: Path) -> Path:
+    """fx written as YAML on the declarative engine, cut to the test slice."""
+    from test_fx_on_engine import engine_slice_dict
+
+    path = folder / "fx_engine.yaml"
+    path.write_text(yaml.safe_dump(engine_slice_dict(), sort_keys=False))
+    return path
+
+
 CASES = [
     EngineCase("fx", lambda slice_path, _: slice_path, lambda tmp: [None, _fx_dirty_batch(tmp)]),
     EngineCase("crm", lambda _, tmp: _bundled("crm", tmp), lambda tmp: [_crm_export(tmp)]),
     # The declarative engine: a file use case typed, checked and featurized from its YAML alone.
     EngineCase("weather", lambda _, tmp: _bundled("weather", tmp), lambda tmp: [None, _weather_dirty_batch(tmp)]),
+    EngineCase("fx_engine", lambda _, tmp: _fx_on_engine(tmp), lambda tmp: [None, _fx_dirty_batch(tmp)]),
 ]
 
 
