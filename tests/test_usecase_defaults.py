@@ -99,3 +99,12 @@ def test_derive_ops_check_their_options() -> None:
         parse_usecase(_spec(features={"derive": [{"op": "rolling", "column": "value"}]}))
     with pytest.raises(UseCaseError, match="halflife"):
         parse_usecase(_spec(features={"derive": [{"op": "ewm", "column": "value"}]}))
+
+
+def test_a_use_case_without_source_reads_the_file_given_with_source() -> None:
+    spec = _spec()
+    del spec["source"]
+    uc = parse_usecase(spec)
+    assert uc.generic
+    assert uc.source.path is None
+    assert uc.source.package is None

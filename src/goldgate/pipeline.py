@@ -197,7 +197,14 @@ def train(ctx: Context) -> dict[str, Any]:
     version = ctx.lake.version(uc.tables.features)
     if version is None:
         raise LookupError(f"{uc.tables.features} does not exist: run the features step first")
-    frame = prepare_frame(_feature_frame(ctx, version), uc)
+    features = _feature_frame(ctx, version)
+    frame = prepare_frame(features, uc)
+    if frame.empty:
+        raise ValueError(
+            f"{uc.tables.features} v{version}: none of its {len(features)} rows has a known target "
+            f"'{uc.target.name}' and the baseline's inputs; the data may be shorter than the target's horizon "
+            f"({uc.target.horizon}), or the target column may be empty"
+        )
     result = train_models(frame, uc, ctx.settings, ctx.lake.lineage(uc.tables.features, version), ctx.experiment_id)
     train_rows, _ = fold_rows(frame, result.final, uc.time)
     if uc.monitoring.reference_days:

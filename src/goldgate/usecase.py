@@ -720,6 +720,9 @@ class UseCase(_Strict):
         if not isinstance(data, dict):
             return data
         source = data.get("source")
+        if source is None:  # a file given with --source: nothing to say about it in the YAML
+            data = {**data, "source": {}}
+            source = {}
         kind = source.get("kind", "file") if isinstance(source, dict) else None
         if kind == "file":
             return fill_defaults(data)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from goldgate.context import Context
 from goldgate.dag import get_step
 from goldgate.quality import QUALITY
@@ -89,3 +91,20 @@ def test_several_entity_columns_make_one_key_and_a_rerun_changes_nothing(tmp_pat
     assert first["features"]["inserted"] == 3
     assert again["ingest"]["new"] is False
     assert (again["features"]["inserted"], again["features"]["updated"]) == (0, 0)
+
+
+def test_training_on_rows_without_a_known_target_names_the_table_and_the_horizon(tmp_path: Path) -> None:
+    csv = tmp_path / "short.csv"
+    csv.write_text("day,v\n2024-01-01,1\n2024-01-02,2\n")
+    spec = {
+        "name": "short",
+        "task": "regression",
+        "columns": {"day": {"type": "date", "role": "time"}, "v": "float"},
+        "target": {"kind": "value_at", "column": "v", "horizon": 5},
+    }
+    ctx = Context(Settings(workspace=tmp_path / "ws"), parse_usecase(spec), source=str(csv))
+    _run(ctx, "ingest", "silver", "gold", "features")
+    with pytest.raises(
+        Exception, match=r"gold.short_features v0: none of its 2 rows has a known target .*horizon \(5\)"
+    ):
+        run_step(ctx, get_step("train"))
