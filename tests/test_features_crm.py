@@ -113,6 +113,30 @@ def test_snapshot_dates_are_month_ends_up_to_the_export_date(tiny: ir.Table) -> 
     assert snapshot_dates(tiny, data_end=D("2024-05-31")) == [JAN, FEB, MAR, D("2024-04-30"), D("2024-05-31")]
 
 
+def test_snapshots_start_at_the_first_month_end_by_which_a_deal_closed(con: Any, tiny: ir.Table) -> None:
+    # Before the first close (D7, Jan 15) nothing is known: E1, engaged in October, is open at three earlier month
+    # ends that would carry empty histories. E2 closes "before" it engages; its outcome counts from Feb 10 only.
+    early = [
+        gold_deal("E1", "A", "Won", "2023-10-20", "2024-02-10"),
+        gold_deal("E2", "B", "Lost", "2024-02-10", "2023-12-05"),
+    ]
+    deals = con.create_table(
+        "early_deals", pa.concat_tables([tiny.to_pyarrow(), pa.Table.from_pylist(early, GOLD_SCHEMA)]), overwrite=True
+    )
+    assert snapshot_dates(deals) == [JAN, FEB, MAR]
+    snapshots = build_snapshots(deals)
+    e1 = snapshots.filter(snapshots.opportunity_id == "E1").to_pyarrow().to_pylist()
+    assert [(r["snapshot_date"], r["won_30d"], r["days_since_engage"]) for r in e1] == [(JAN, 1.0, 103)]
+    assert check_point_in_time(build_snapshots, deals, snapshots) == []
+
+
+def test_no_snapshot_before_any_deal_has_closed(con: Any) -> None:
+    rows = [gold_deal("O1", "A", "Engaging", "2024-01-10", None), gold_deal("O2", "B", "Won", "2024-02-05", None)]
+    deals = con.create_table("open_deals_only", pa.Table.from_pylist(rows, GOLD_SCHEMA), overwrite=True)
+    assert snapshot_dates(deals) == []
+    assert build_snapshots(deals).count().execute() == 0
+
+
 def test_open_deals_per_snapshot(tiny_snapshots: pd.DataFrame) -> None:
     assert sorted(tiny_snapshots.index) == [
         ("D1", JAN),

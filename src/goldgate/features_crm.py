@@ -1,10 +1,10 @@
 """Point-in-time monthly snapshots of open deals for the crm use case.
 
-At every month end ``s`` each deal that is open (engaged on or before ``s``, not closed by ``s``) becomes one row.
-Its features use only what was known at ``s``: the deal's own static attributes (product price, account size,
-...), how long it has been open, the workload of its agent at ``s``, and win rates of its agent, manager, office,
-account, product, series and sector computed from deals closed on or before ``s``. The label looks forward: was
-the deal won within ``label_days`` after ``s``.
+At every month end ``s``, from the first one by which a deal has closed, each deal that is open (engaged on or
+before ``s``, not closed by ``s``) becomes one row. Its features use only what was known at ``s``: the deal's own
+static attributes (product price, account size, ...), how long it has been open, the workload of its agent at
+``s``, and win rates of its agent, manager, office, account, product, series and sector computed from deals
+closed on or before ``s``. The label looks forward: was the deal won within ``label_days`` after ``s``.
 
 The prior aggregates never join a snapshot with all deals: closed deals are counted per group and month, the
 counts are summed cumulatively over a dense group x snapshot grid, and the grid is joined to the open rows on
@@ -60,11 +60,24 @@ def _month_index(day: date) -> int:
     return day.year * 12 + day.month
 
 
+def outcome_known(deals: ir.Table) -> ir.DateValue:
+    """The day a closed deal's outcome became known.
+
+    That is its close date, or its engage date when a dirty row closes before it engages: the export truncated
+    at an earlier day does not hold that deal yet.
+    """
+    return ibis.greatest(deals.close_date, deals.engage_date)
+
+
 def data_bounds(deals: ir.Table) -> tuple[date | None, date | None]:
-    """The earliest engage date and the export date (latest engage or close date); None for an empty export."""
+    """The first day a Won/Lost outcome was known and the export date (latest engage or close date).
+
+    The first is None when no deal is closed, the export date None for an empty export.
+    """
+    closed = deals.deal_stage.isin(CLOSED_STAGES) & deals.close_date.notnull()
     row = (
         deals.aggregate(
-            first=deals.engage_date.min(),
+            first_outcome=outcome_known(deals).min(where=closed),
             last_engage=deals.engage_date.max(),
             last_close=deals.close_date.max(),
         )
@@ -72,12 +85,16 @@ def data_bounds(deals: ir.Table) -> tuple[date | None, date | None]:
         .to_pylist()[0]
     )
     ends = [d for d in (row["last_engage"], row["last_close"]) if d is not None]
-    return row["first"], max(ends) if ends else None
+    return row["first_outcome"], max(ends) if ends else None
 
 
 def snapshot_dates(deals: ir.Table, data_end: date | None = None) -> list[date]:
-    """Month ends from the first one on/after the earliest engage date to the last one on/before ``data_end``.
+    """Month ends from the first one on/after the first Won/Lost close to the last one on/before ``data_end``.
 
+    Earlier month ends are left out: no outcome is known at them, so every history feature is empty, and their
+    labels mostly record that nothing had closed yet. A CRM export can hold months of engaged deals before its
+    first close (the Maven export five month ends, all labelled 0); their rows would inflate the negatives with
+    rows unlike any the model scores later.
     ``data_end`` defaults to the export date: the latest engage or close date in the data.
     """
     first, export_date = data_bounds(deals)
@@ -125,7 +142,7 @@ def closed_deals(deals: ir.Table, first_month: int) -> ir.Table:
     equality. Deals closed before the first snapshot all count from the first snapshot on.
     """
     closed = deals.filter(deals.close_date.notnull() & deals.deal_stage.isin(CLOSED_STAGES))
-    known = ibis.greatest(closed.close_date, closed.engage_date)
+    known = outcome_known(closed)
     month = (known.year().cast("int64") * 12 + known.month().cast("int64")).clip(lower=first_month)
     won = closed.deal_stage == "Won"
     return closed.mutate(

@@ -110,6 +110,22 @@ def test_stages_dates_and_values_follow_the_export_rules(clean: tuple[dict[str, 
     assert 30 <= float(np.median(days)) <= 60
 
 
+def test_deals_are_engaged_for_five_months_before_the_first_close(
+    clean: tuple[dict[str, int], dict[str, Rows]], tmp_path: Path
+) -> None:
+    # The public export engages deals from October 2016 and closes none before March 2017.
+    deals = clean[1]["sales_pipeline"]
+    engaged = sorted(date.fromisoformat(d["engage_date"] or "") for d in deals if d["engage_date"])
+    closed = sorted(date.fromisoformat(d["close_date"] or "") for d in deals if d["close_date"])
+    assert (engaged[0], closed[0]) == (date(2016, 10, 1), date(2017, 3, 1))
+    assert sum(e < closed[0] for e in engaged) > 0.15 * len(engaged)
+    # The backlog closes within the first 30 days of closes, then the usual flow goes on.
+    assert sum(c < date(2017, 3, 31) for c in closed) > sum(date(2017, 3, 31) <= c < date(2017, 4, 30) for c in closed)
+    generate_crm(tmp_path, rows=500, seed=3, dirt=Dirt.none(), ramp_months=0)
+    no_ramp = [d["close_date"] or "" for d in read_rows(tmp_path)["sales_pipeline"] if d["close_date"]]
+    assert min(no_ramp) < "2016-11-01"
+
+
 def test_won_close_value_is_near_the_list_price(clean: tuple[dict[str, int], dict[str, Rows]]) -> None:
     _, rows = clean
     price = {p["product"]: int(p["sales_price"] or 0) for p in rows["products"]}
@@ -217,6 +233,8 @@ def test_missing_accounts_hit_about_fifteen_percent_of_open_deals(tmp_path: Path
 def test_bad_arguments_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="rows"):
         generate_crm(tmp_path, rows=0)
+    with pytest.raises(ValueError, match="ramp_months"):
+        generate_crm(tmp_path, ramp_months=-1)
 
 
 def test_cli_generate_crm_writes_the_export(tmp_path: Path) -> None:

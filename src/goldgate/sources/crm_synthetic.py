@@ -3,7 +3,9 @@
 The four CSVs look like the public export (35 agents under 6 managers in 3 regional offices, 7 products, ~85
 accounts, 2016-10 to 2017-12) and carry a learnable signal: a deal's win probability is a logistic function of its
 agent's skill, its product's price (dearer products win less often) and its account's size (bigger accounts win
-more often), plus noise. Deals whose close would fall after the export date are still open. ``Dirt`` adds the
+more often), plus noise. Like the public export, it opens with months of engaged deals and no close: no deal
+closes before the sixth month, and those that would have closed earlier close in its first 30 days, in order.
+Deals whose close would fall after the export date are still open. ``Dirt`` adds the
 defects real exports have, at small rates, so that the pipeline's expectations, mappings and quarantine have
 something to catch; ``Dirt.none()`` writes a clean export.
 
@@ -79,6 +81,8 @@ ACCOUNT_PARTS = (
      "ex", "is", "ium", "ity", "quote", "dom"),
 )  # fmt: skip
 AGENTS, MANAGERS = 35, 6
+# Days over which the deals that would have closed during the ramp-up close once closes start, in their order.
+BACKLOG_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -138,20 +142,26 @@ def generate_crm(
     dirt: Dirt | None = None,
     start: date = date(2016, 10, 1),
     months: int = 15,
+    ramp_months: int = 5,
 ) -> dict[str, int]:
     """Write the four CSVs of a synthetic export into ``out``; returns data rows written per file.
 
     ``rows`` is the number of opportunities; with duplicate-line dirt, sales_pipeline.csv has a few more lines.
+    ``ramp_months`` is the number of opening months in which deals are engaged but none closes (at most
+    ``months - 1``; 0: closes from the first day).
     """
-    if rows < 1 or months < 1:
-        raise ValueError(f"generate_crm: rows ({rows}) and months ({months}) must be at least 1")
+    if rows < 1 or months < 1 or ramp_months < 0:
+        raise ValueError(
+            f"generate_crm: rows ({rows}) and months ({months}) must be at least 1, ramp_months ({ramp_months}) "
+            "at least 0"
+        )
     dirt = Dirt() if dirt is None else dirt
     rng = np.random.default_rng(seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     agents, teams = make_sales_teams(rng)
     accounts = make_accounts(rng, max(85, rows // 100))
-    deals = make_deals(rng, rows, agents, accounts, start, months)
+    deals = make_deals(rng, rows, agents, accounts, start, months, min(ramp_months, months - 1))
     tables = {
         "sales_pipeline": pipeline_table(rng, deals, agents, accounts, dirt),
         "accounts": accounts_table(rng, accounts, dirt),
@@ -219,8 +229,12 @@ def make_deals(
     accounts: dict[str, np.ndarray],
     start: date,
     months: int,
+    ramp_months: int = 0,
 ) -> _Deals:
-    """Opportunities with rising volume over the period; stage follows from close date vs export date and a coin."""
+    """Opportunities with rising volume over the period; stage follows from close date vs export date and a coin.
+
+    No deal closes in the first ``ramp_months`` months (see ``ramp_up``).
+    """
     first = np.datetime64(start, "D")
     end = (np.datetime64(start, "M") + months).astype("datetime64[D]") - 1  # the export date: last day of the period
     span = int((end - first).astype(np.int64))
@@ -235,6 +249,7 @@ def make_deals(
     close = engage + np.maximum(1, np.round(rng.lognormal(np.log(45.0), 0.7, n))).astype(np.int64).astype(
         "timedelta64[D]"
     )
+    close = ramp_up(close, first, (np.datetime64(start, "M") + ramp_months).astype("datetime64[D]"))
     price = np.array([p[2] for p in PRODUCTS], dtype=float)
     log_price = np.log(price[product])
     logit = (
@@ -259,6 +274,21 @@ def make_deals(
         close=close,
         value=value,
     )
+
+
+def ramp_up(close: np.ndarray, first: np.datetime64, opened: np.datetime64) -> np.ndarray:
+    """Close dates with none before ``opened``: those earlier are spread over ``BACKLOG_DAYS`` from it, in order.
+
+    Deterministic, so the ramp-up moves only these close dates and draws nothing from the generator.
+    """
+    early = close < opened
+    if opened <= first or not early.any():
+        return close
+    elapsed = (close[early] - first).astype(np.int64)
+    quiet = int((opened - first).astype(np.int64))
+    moved = close.copy()
+    moved[early] = opened + (np.maximum(elapsed, 0) * BACKLOG_DAYS // quiet).astype("timedelta64[D]")
+    return moved
 
 
 def pipeline_table(
