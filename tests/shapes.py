@@ -204,7 +204,8 @@ def customer_table(folder: Path, seed: int = 3, noise: bool = False, customers: 
 
     Churn is likelier on month-to-month contracts, short tenures and high charges (with ``noise``: a coin with the
     same rate). Dirt: cp1252 bytes (``Crédit``), blank ``TotalCharges`` for new customers (a space, as real
-    exports write it), empty cells, a duplicated customer, ``12,5`` in a numeric column, a trailing empty line.
+    exports write it), empty cells, a duplicated customer, an unquoted ``64,5`` that splits its line, a trailing
+    empty line.
     """
     rng = np.random.default_rng(seed)
     letters = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
@@ -237,9 +238,10 @@ def customer_table(folder: Path, seed: int = 3, noise: bool = False, customers: 
     dirt: list[Dirt] = []
     for i in rng.choice(np.arange(10, customers - 10), size=15, replace=False):
         rows[int(i)][int(rng.choice([3, 4]))] = ""  # unknown contract or payment: kept
+    # A decimal comma, unquoted: the line gets a ninth field and every cell after it shifts one column right.
     bad = 777
     rows[bad][5] = "64,5"
-    dirt.append(Dirt(_line(bad), "monthlycharges_parses", "MonthlyCharges", "64,5"))
+    dirt.append(Dirt(_line(bad), "row_fits_header", "MonthlyCharges", "64"))
     dup = 1200
     rows.insert(dup + 1, list(rows[dup]))
     dirt.append(Dirt(_line(dup + 1), "one_row_per_key"))
@@ -276,7 +278,7 @@ def loan_book(folder: Path, seed: int = 4, noise: bool = False, loans: int = 300
     fico = np.clip(np.round(760 - 18 * grade + rng.normal(0, 20, loans)), 600, 850)
     revol_util = np.clip(rng.normal(50, 22, loans), 0, 120)
     emp = rng.choice(len(EMP_LENGTHS), loans)
-    logit = -3.0 + 0.45 * grade + 0.03 * (dti - 18) - 0.01 * (fico - 700) + 0.15 * (emp == len(EMP_LENGTHS) - 1)
+    logit = -3.2 + 0.6 * grade + 0.05 * (dti - 18) - 0.012 * (fico - 700) + 0.2 * (emp == len(EMP_LENGTHS) - 1)
     p = 1 / (1 + np.exp(-logit))
     charged_off = rng.random(loans) < (p.mean() if noise else p)
     header = [
@@ -409,14 +411,14 @@ def loan_book(folder: Path, seed: int = 4, noise: bool = False, loans: int = 300
     dirt: list[Dirt] = []
     for i in rng.choice(np.arange(10, loans - 10), size=20, replace=False):
         rows[int(i)][col["annual_inc"] if i % 2 else col["dti"]] = ""  # empty cells: kept
+    dup = 1000
+    rows.insert(dup + 1, list(rows[dup]))
+    dirt.append(Dirt(_line(dup + 1), "one_row_per_key"))
     sept = next(i for i, r in enumerate(rows) if r[col["issue_d"]] == "Sep-2017")
     rows[sept][col["issue_d"]] = "Sept-2017"
     dirt.append(Dirt(_line(sept), "issue_d_parses", "issue_d", "Sept-2017"))
     rows[sept + 3][col["issue_d"]] = ""
     dirt.append(Dirt(_line(sept + 3), "issue_d_present"))
-    dup = 1000
-    rows.insert(dup + 1, list(rows[dup]))
-    dirt.append(Dirt(_line(dup + 1), "one_row_per_key"))
     payload = _encode_lines(header, rows, trailing_blank=True)
     path = folder / "loans.csv"
     path.write_bytes(payload)
@@ -433,11 +435,11 @@ def _csv_cell(text: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------- 5. intraday bars
-def intraday_bars(folder: Path, seed: int = 5, noise: bool = False, days: int = 10) -> ShapeFile:
+def intraday_bars(folder: Path, seed: int = 5, noise: bool = False, days: int = 15) -> ShapeFile:
     """Five-minute bars (09:35 to 16:00) of one instrument over ``days`` trading days.
 
-    The close is a random walk with a small mean-reverting component in the returns (with ``noise``: a pure
-    random walk, where the last close is the best forecast of the next). Timestamps are written
+    Each bar's return takes back half of the previous one (with ``noise``: a pure random walk, where the last
+    close is the best forecast of the next). Timestamps are written
     ``2024-03-01 09:35:00``; after a feed change half-way, the same clock time ends in ``Z``. Dirt: a volume
     ``1.2k``, a bar at 9:65, a duplicated line, an empty volume and a truncated last line.
     """
@@ -457,7 +459,7 @@ def intraday_bars(folder: Path, seed: int = 5, noise: bool = False, days: int = 
     returns = rng.normal(0, 0.0012, n)
     if not noise:
         for i in range(1, n):
-            returns[i] += -0.35 * returns[i - 1]
+            returns[i] += -0.5 * returns[i - 1]
     close = 100 * np.exp(np.cumsum(returns))
     opens = np.concatenate([[100.0], close[:-1]])
     high = np.maximum(opens, close) * (1 + np.abs(rng.normal(0, 0.0004, n)))
@@ -478,7 +480,7 @@ def intraday_bars(folder: Path, seed: int = 5, noise: bool = False, days: int = 
     dup = 400
     rows.insert(dup + 1, list(rows[dup]))
     dirt.append(Dirt(_line(dup + 1), "one_row_per_key"))
-    cut = len("2024-03-14 16:00:00Z,101.234,10")  # inside the high: the last line has three of six cells
+    cut = len(rows[-1][0]) + len(",100.000,10")  # inside the high: the last line has three of six cells
     payload = _encode_lines(header, rows, truncate_last=cut)
     path = folder / "bars.csv"
     path.write_bytes(payload)

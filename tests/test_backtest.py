@@ -76,6 +76,8 @@ def test_too_little_history_names_the_fold_and_the_counts() -> None:
     with pytest.raises(SplitError, match=r"40 dates .* 3 folds of 5 test dates .* 5-date gap") as err:
         walk_forward_folds(d, 3, 5, 5, min_train_days=21)
     assert "fold 0 would train on 20 dates, need 21" in str(err.value)
+    # An hourly or intraday series has many rows a date: the message says what the settings count.
+    assert "count distinct calendar dates of the time column" in str(err.value)
 
 
 def test_rolling_window_shorter_than_the_minimum_names_the_first_fold() -> None:

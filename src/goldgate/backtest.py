@@ -92,7 +92,9 @@ def walk_forward_folds(
             have = max(train_end_ix + 1 - train_start_ix, 0)
             raise SplitError(
                 f"{len(days)} dates is too little history for {n_folds} folds of {test_days} test dates "
-                f"with a {gap_days}-date gap (fold {k} would train on {have} dates, need {need})"
+                f"with a {gap_days}-date gap (fold {k} would train on {have} dates, need {need}); "
+                "evaluation.test_days, gap_days and min_train_days count distinct calendar dates of the time column, "
+                "whatever its grain"
             )
         folds.append(
             Fold(

@@ -128,13 +128,24 @@ def run_backtest(frame: pd.DataFrame, folds: list[Fold], scorers: dict[str, Scor
                         "model": name,
                         "fold": fold.index,
                         usecase.entity: test[usecase.entity].to_numpy(),
-                        usecase.time: pd.to_datetime(test[usecase.time]).dt.date.to_numpy(),
+                        usecase.time: time_points(test[usecase.time]),
                         "y": test[usecase.target.name].to_numpy(dtype="float64"),
                         "pred": np.asarray(pred, dtype="float64"),
                     }
                 )
             )
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def time_points(values: pd.Series) -> np.ndarray:
+    """Each row's time as the backtest keys it: its date for daily (or coarser) data, its timestamp intraday.
+
+    Keying an intraday row by its date alone would pair every bar of a day with every other in a comparison.
+    """
+    stamps = pd.to_datetime(values)
+    if bool((stamps != stamps.dt.normalize()).any()):
+        return stamps.to_numpy()
+    return stamps.dt.date.to_numpy()
 
 
 def _metrics_by_fold(rows: pd.DataFrame, task: str) -> list[dict[str, float]]:
@@ -153,6 +164,13 @@ def fill_scores(scores: list[ModelScore], predictions: pd.DataFrame, task: str =
             continue
         s.metrics = task_metrics(task, rows["y"].to_numpy(), rows["pred"].to_numpy())
         s.fold_metrics = _metrics_by_fold(rows, task)
+
+
+def _blocks(rows: pd.DataFrame, usecase: UseCase, policy: Gate) -> np.ndarray:
+    """Bootstrap blocks: whole dates (every time step of a day moves together), or whole entities."""
+    if policy.bootstrap_unit == "time":
+        return pd.to_datetime(rows[usecase.time]).dt.date.astype(str).to_numpy()
+    return rows[usecase.entity].astype(str).to_numpy()
 
 
 def compare(
@@ -176,7 +194,7 @@ def compare(
     ci = paired_block_bootstrap(
         la,
         lb,
-        both[usecase.time if policy.bootstrap_unit == "time" else usecase.entity].astype(str).to_numpy(),
+        _blocks(both, usecase, policy),
         resamples=policy.bootstrap_resamples,
         level=policy.confidence,
         seed=seed,

@@ -104,6 +104,20 @@ def test_float_with_thousands_comma(con: Any) -> None:
     assert typed_values(con, ["1,234,567.25", "1234", "1,23"], Column(type="float"), source) == [1234567.25, 1234, None]
 
 
+def test_float_reads_a_percentage_as_a_fraction(con: Any) -> None:
+    texts = ["13.5%", "7 %", "-2.5%", "100%", "0.25%", "%", "5%%", "%5", "1,5%", "abc%", "inf%"]
+    expected = [0.135, 0.07, -0.025, 1.0, 0.0025] + [None] * 6
+    assert typed_values(con, texts, Column(type="float")) == pytest.approx(expected)
+    source = Source(decimal=",", thousands=".")
+    assert typed_values(con, ["13,5%", "1.234,5 %"], Column(type="float"), source) == pytest.approx([0.135, 12.345])
+
+
+def test_int_and_epoch_columns_take_no_percentage(con: Any) -> None:
+    assert typed_values(con, ["3%", "300%", "3"], Column(type="int")) == [None, None, 3]
+    epoch = Column(type="timestamp", format="epoch_s")
+    assert typed_values(con, ["10%", "0"], epoch) == [None, datetime(1970, 1, 1)]
+
+
 def test_int_needs_a_whole_number_within_int64(con: Any) -> None:
     texts = ["3", "3.0", "-12", "1e3", "9223372036854775807", "3.5", "9223372036854775808", "1e19", "x", "nan"]
     expected = [3, 3, -12, 1000, 9223372036854775807, None, None, None, None, None]
@@ -215,7 +229,8 @@ def test_columns_are_read_from_their_source_names_and_ignored_ones_dropped(con: 
         "note": Column(role="ignore"),
     }
     table = type_columns(raw, columns, Source(decimal=","))
-    assert table.columns == ("date", "price", "raw_date", "raw_price", *METADATA[:-1])  # no _extra in this batch
+    # This batch has no _extra (a Parquet file, say): it reads NULL, as on a line as wide as its header.
+    assert table.columns == ("date", "price", "raw_date", "raw_price", *METADATA)
     assert rows(table)[0] | {"_ingested_at": None} == {
         "date": date(2024, 1, 2),
         "price": 9.5,
@@ -225,6 +240,7 @@ def test_columns_are_read_from_their_source_names_and_ignored_ones_dropped(con: 
         "_row_number": 1,
         "_ingested_at": None,
         "_file": "batch.csv",
+        "_extra": None,
     }
 
 
@@ -319,6 +335,7 @@ def test_cast_expectations_name_type_format_and_presence() -> None:
     }
     rules = {e.name: e for e in cast_expectations(columns, Source(decimal=",", thousands="."))}
     assert list(rules) == [
+        "row_fits_header",
         "order_date_parses",
         "amount_parses",
         "flag_parses",
@@ -329,6 +346,8 @@ def test_cast_expectations_name_type_format_and_presence() -> None:
     assert rules["order_date_parses"].rule == '"raw_Order Date" IS NULL OR "Order Date" IS NOT NULL'
     assert "a date in format '%d.%m.%Y'" in rules["order_date_parses"].description
     assert "decimal ',', thousands '.'" in rules["amount_parses"].description
+    assert "a trailing % divides by 100" in rules["amount_parses"].description
+    assert rules["row_fits_header"].rule == '"_extra" IS NULL'
     assert rules["id_present"].not_null == ["id"]
     assert {e.action for e in rules.values()} == {"drop"}
 
@@ -368,6 +387,20 @@ def test_cast_expectations_quarantine_exactly_the_bad_rows_with_their_text(con: 
     assert "day must be a date in format 'iso'" in quarantined[2]["_reason"]
 
 
+def test_a_line_wider_than_its_header_is_quarantined_with_its_surplus_cells(con: Any) -> None:
+    """An unquoted comma in '64,5' shifts every later cell: the row's values cannot be trusted in their columns."""
+    cells = {"id": ["a", "b", "c"], "charges": ["64.5", "64", "70"], "churn": ["No", "5", "Yes"]}
+    arrow = bronze_arrow(cells).append_column("_extra", pa.array([None, "No", None], pa.string()))
+    raw = con.create_table(f"bronze_{next(_NAMES)}", arrow, temp=True)
+    columns = {"id": Column(role="entity"), "charges": Column(type="float"), "churn": Column()}
+    result = apply_expectations(type_columns(raw, columns, Source()), cast_expectations(columns, Source()), "silver.t")
+    assert [r["id"] for r in rows(result.kept)] == ["a", "c"]
+    [shifted] = rows(result.quarantined)
+    assert (shifted["id"], shifted["raw_charges"], shifted["churn"], shifted["_extra"]) == ("b", "64", "5", "No")
+    assert (shifted["_rule"], shifted["_failed_rules"]) == ("row_fits_header", "row_fits_header")
+    assert "more fields than its header" in shifted["_reason"]
+
+
 MIXED: Cells = {
     "Date": ["2024-01-02", "2024-02-30", "2024-01-04", "NA", "2024-01-06", "2024-01-07"],
     "when": ["2012-01-31T10:00:00+02:00", "2012-01-31 10:00", "2012-01-31T10:00:00.25Z", "x", "", "2012-01-31 24:00"],
@@ -378,6 +411,7 @@ MIXED: Cells = {
     "qty": ["3", "3,0", "3,5", "9223372036854775808", "-2", "N/A"],
     "flag": ["yes", "No", "maybe", "1", "", "f"],
     "name": ["  Bea  Petrov ", "verb", "five", "-", "\tx\ty", "Zoë"],
+    "rate": ["13,5%", "7 %", "%", "1.234,5%", "", "5%%"],
 }
 MIXED_COLUMNS = {
     "date": Column(type="date", role="time", source="Date"),
@@ -389,6 +423,7 @@ MIXED_COLUMNS = {
     "qty": Column(type="int"),
     "flag": Column(type="bool"),
     "name": Column(),
+    "rate": Column(type="float"),
 }
 MIXED_SOURCE = Source(decimal=",", thousands=".")
 
@@ -428,6 +463,7 @@ def test_type_columns_on_spark_matches_duckdb(con: Any, spark: Any) -> None:
         date(2012, 1, 1),
     ]
     assert [r["qty"] for r in mixed] == [3, 3, None, None, -2, None]
+    assert [r["rate"] for r in mixed] == pytest.approx([0.135, 0.07, None, 12.345, None, None])
     assert [r["month"] for r in mixed] == [
         date(2018, 3, 1),
         date(1999, 12, 1),

@@ -158,9 +158,24 @@ def test_ragged_rows_are_kept(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
     assert f"{path}: 1 row(s) have more fields than the header's 3 (first on line 4)" in caplog.text
 
 
-def test_truncated_last_line_without_newline(tmp_path: Path) -> None:
+def test_truncated_last_line_without_newline(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = write(tmp_path / "t.csv", "a,b,c\n1,2,3\n4,5")
-    assert rows(read(path)) == [("1", "2", "3", 2), ("4", "5", None, 3)]
+    with caplog.at_level(logging.WARNING):
+        assert rows(read(path)) == [("1", "2", "3", 2), ("4", "5", None, 3)]
+    assert (
+        f"{path}: the file ends inside line 3, which has 2 of the header's 3 fields: a truncated file?" in caplog.text
+    )
+
+
+def test_a_short_last_line_ended_by_a_line_break_is_no_truncation(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for name, text in [("n.csv", "a,b,c\n1,2,3\n4,5\r\n"), ("w.csv", "a,b,c\n1,2\n4,5,6")]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            read(write(tmp_path / name, text))
+        assert "fewer fields" in caplog.text
+        assert "truncated" not in caplog.text
 
 
 def test_cells_are_kept_as_written_and_empty_cells_are_null(tmp_path: Path) -> None:

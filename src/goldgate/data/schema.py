@@ -2,10 +2,11 @@
 
 Bronze keeps every cell as text. Here each declared column is read from its file column, trimmed, and cast to
 its type; a cell that holds a value which does not parse becomes NULL next to its text (``raw_<name>``), so
-``cast_expectations`` can quarantine the row with the rule and the value instead of losing it. Every cast is
-strict and the same on DuckDB and on Spark: numbers, ISO dates and offsets are matched by a regular expression
-before they are cast (each engine's own casts accept different extras), and strftime formats go through DuckDB's
-``TRY_STRPTIME``, which ``run_duckdb_sql`` translates for Spark.
+``cast_expectations`` can quarantine the row with the rule and the value instead of losing it. A row with more
+fields than its file's header (surplus cells in ``_extra``: typically an unquoted delimiter that shifts every later
+cell) is quarantined too. Every cast is strict and the same on DuckDB and on Spark: numbers, ISO dates and offsets
+are matched by a regular expression before they are cast (each engine's own casts accept different extras), and
+strftime formats go through DuckDB's ``TRY_STRPTIME``, which ``run_duckdb_sql`` translates for Spark.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import ibis.selectors as s
 from goldgate.sql_dialect import run_duckdb_sql
 from goldgate.usecase import Column, Expectation, Source, Unpivot
 
-METADATA = ("_batch_id", "_row_number", "_ingested_at", "_file", "_extra")
+EXTRA = "_extra"  # a line's cells beyond its header's width, CSV-encoded (NULL on a line as wide as the header)
+METADATA = ("_batch_id", "_row_number", "_ingested_at", "_file", EXTRA)
 # Columns bronze adds to every batch: never source columns, never unpivoted.
 BRONZE_METADATA = (*METADATA, "_source")
 RAW_PREFIX = "raw_"
@@ -113,17 +115,28 @@ def _plain_number(cell: ir.StringValue, source: Source) -> ir.StringValue:
     return cell
 
 
-def as_float(cell: ir.StringValue, source: Source) -> ir.FloatingValue:
-    """A finite float64, or NULL: 'inf', 'nan' and overflows such as '1e999' do not parse."""
+def finite_number(cell: ir.StringValue, source: Source) -> ir.FloatingValue:
+    """A finite float64 written as a plain number, or NULL: 'inf', 'nan' and overflows such as '1e999' do not parse."""
     number = _where(cell.re_search(number_pattern(source)), _plain_number(cell, source).try_cast("float64"))
     # NaN compares above every number on both engines, so one bound also rejects it (Ibis' isinf is not portable).
     return _where(number.abs() <= sys.float_info.max, number)
 
 
+def as_float(cell: ir.StringValue, source: Source) -> ir.FloatingValue:
+    """A finite float64, or NULL; a number followed by a percent sign is a fraction ('13.5%' and '13.5 %' are 0.135).
+
+    ``cell`` is trimmed already, so the sign ends it; '%' alone, '%5' and '5%%' do not parse.
+    """
+    percent = cell.endswith("%")
+    body = ibis.ifelse(percent, cell.substr(0, cell.length() - 1).rstrip(), cell)
+    number = finite_number(body, source)
+    return ibis.ifelse(percent, number / 100.0, number)
+
+
 def as_int(cell: ir.StringValue, source: Source) -> ir.IntegerValue:
-    """An int64, or NULL: integers are cast exactly, '3.0' is accepted, '3.5' and out-of-range values are not."""
+    """An int64, or NULL: integers are cast exactly, '3.0' is accepted, '3.5', '3%' and out-of-range values are not."""
     exact = _where(cell.re_search(number_pattern(source, integer=True)), _plain_number(cell, source).try_cast("int64"))
-    number = as_float(cell, source)
+    number = finite_number(cell, source)
     lo, hi = INT64_RANGE
     whole = _where((number % 1 == 0) & (number >= lo) & (number < hi), number.try_cast("int64"))
     return ibis.coalesce(exact, whole)
@@ -164,7 +177,7 @@ def iso_timestamp(cell: ir.StringValue, zone: ir.StringValue) -> ir.TimestampVal
 def epoch_timestamp(cell: ir.StringValue, source: Source, fmt: str) -> ir.TimestampValue:
     """Seconds (``epoch_s``) or milliseconds (``epoch_ms``) since 1970-01-01 UTC, naive UTC; NULL out of range."""
     per_unit = EPOCH_UNITS[fmt]
-    number = as_float(cell, source)
+    number = finite_number(cell, source)
     seconds = number * per_unit / 1_000_000
     # Bounded before the cast, so no engine is asked to hold a number of microseconds beyond int64.
     bounded = _where((seconds >= EPOCH_RANGE_S[0]) & (seconds <= EPOCH_RANGE_S[1]), number * per_unit)
@@ -210,6 +223,8 @@ def stage_cells(raw: ir.Table, declared: dict[str, Column], source: Source) -> i
     cells = {_cell_name(n, c): cell_text(raw[_source_name(n, c)], source) for n, c in declared.items()}
     zones = {_zone_name(n): iso_zone(cells[RAW_PREFIX + n]) for n, c in declared.items() if _needs_zone(n, c)}
     metadata = {m: raw[m] for m in METADATA if m in raw.columns}
+    if EXTRA not in metadata:  # Parquet, JSON lines and Delta have no ragged lines; the width rule reads NULL
+        metadata[EXTRA] = ibis.null("string")
     return raw.select(**cells, **zones, **metadata).view()
 
 
@@ -261,7 +276,8 @@ def type_columns(raw: ir.Table, columns: dict[str, Column], source: Source) -> i
 
     For each declared column whose type is not string, ``raw_<name>`` holds the trimmed cell text (NULL when empty
     or a missing spelling), so a cell that does not parse is NULL in ``<name>`` with its text kept. Text columns
-    are trimmed with inner whitespace kept. Metadata columns pass through. ``raw`` is bronze after
+    are trimmed with inner whitespace kept. Metadata columns pass through (``_extra`` NULL where the source has
+    none). ``raw`` is bronze after
     ``shape_bronze``; a declared column it lacks is an error (``missing_columns`` names them first).
     """
     declared = _typed_columns(columns)
@@ -269,7 +285,7 @@ def type_columns(raw: ir.Table, columns: dict[str, Column], source: Source) -> i
     staged = stage_cells(raw, declared, source)
     typed = {name: typed_value(staged, name, c, source) for name, c in declared.items()}
     texts = [RAW_PREFIX + name for name, c in declared.items() if c.type != "string"]
-    metadata = [m for m in METADATA if m in raw.columns]
+    metadata = [m for m in METADATA if m in staged.columns]
     ready = {name: value for name, value in typed.items() if value is not None}
     table = staged.select(**ready, **{n: staged[n] for n in [*texts, *metadata]})
     pending = {name: str(declared[name].format) for name, value in typed.items() if value is None}
@@ -341,22 +357,35 @@ def _type_label(column: Column, source: Source) -> str:
     """The type and the way its text is read, as a rule description names them."""
     if column.type in ("float", "int"):
         grouping = f", thousands '{source.thousands}'" if source.thousands else ""
-        whole = "a whole number within int64" if column.type == "int" else "a finite number"
-        return f"{whole} (decimal '{source.decimal}'{grouping})"
+        if column.type == "int":
+            return f"a whole number within int64 (decimal '{source.decimal}'{grouping})"
+        return f"a finite number (decimal '{source.decimal}'{grouping}; a trailing % divides by 100)"
     if column.type == "bool":
         return f"a bool (true: {', '.join(column.true_values)}; false: {', '.join(column.false_values)})"
     fmt = column.format or "iso"
     return f"a {column.type} in format '{fmt}'" + (" (ISO 8601)" if fmt == "iso" else "")
 
 
-def cast_expectations(columns: dict[str, Column], source: Source) -> list[Expectation]:
-    """Drop rules for the typing: ``<name>_parses`` and ``<name>_present``.
+ROW_WIDTH_RULE = "row_fits_header"
 
+
+def cast_expectations(columns: dict[str, Column], source: Source) -> list[Expectation]:
+    """Drop rules for the typing: ``row_fits_header``, ``<name>_parses`` and ``<name>_present``.
+
+    ``row_fits_header``: the line has no cell beyond its header's width (bronze keeps surplus cells in
+    ``_extra``); such a line is almost always shifted by an unquoted delimiter, so none of its cells can be
+    trusted in their columns. It comes first: it is the cause of whatever else the shifted cells fail.
     ``<name>_parses`` (every non-string column): the cell has a value that does not parse as the type and format.
     ``<name>_present`` (every column that does not allow missing values): the cell is empty or spelled as missing.
-    The parse rules come first, so a row failing both is quarantined under the more specific one.
+    The parse rules come before the presence rules, so a row failing both is quarantined under the more specific one.
     """
     declared = _typed_columns(columns)
+    width = Expectation(
+        name=ROW_WIDTH_RULE,
+        rule=f"{_quoted(EXTRA)} IS NULL",
+        description="a line has no more fields than its header (an unquoted delimiter shifts every later cell); "
+        f"the surplus cells are in {EXTRA}",
+    )
     parses = [
         Expectation(
             name=f"{rule_stem(name)}_parses",
@@ -375,7 +404,7 @@ def cast_expectations(columns: dict[str, Column], source: Source) -> list[Expect
         for name, c in declared.items()
         if not c.allows_missing
     ]
-    return [*parses, *present]
+    return [width, *parses, *present]
 
 
 def missing_columns(raw_columns: list[str], columns: dict[str, Column]) -> list[str]:

@@ -516,8 +516,16 @@ def _read_slow(
         rows.add(*head.first_row)
     while (row := _next_row(path, reader, feed)) is not None:
         rows.add(feed.record_start, row)
-    rows.report(path)
+    rows.report(path, ends_in_line=_ends_in_line(data))
     return rows.table(), feed.skipped, head
+
+
+def _ends_in_line(data: bytes) -> bool:
+    """Whether the last line has no line break after it (trailing spaces and tabs aside)."""
+    end = len(data)
+    while end > 0 and data[end - 1] in b" \t":
+        end -= 1
+    return end > 0 and data[end - 1] not in b"\r\n"
 
 
 class _Rows:
@@ -532,6 +540,7 @@ class _Rows:
         self._short: list[int] = []  # lines of rows with too few fields
         self._long: list[int] = []  # lines of rows with surplus cells that hold a value
         self._padded = 0  # rows whose surplus cells are all empty (a trailing delimiter)
+        self._last_fields = 0  # fields of the last row added
 
     def add(self, line: int, row: list[str]) -> None:
         width = len(self._names)
@@ -550,9 +559,17 @@ class _Rows:
                 self._padded += 1
         self._extras.append(extra)
         self._lines.append(line)
+        self._last_fields = len(row)
 
-    def report(self, path: Path) -> None:
+    def report(self, path: Path, ends_in_line: bool = False) -> None:
+        """Warn of short and long rows; ``ends_in_line``: the data ends without a line break after its last row."""
         width = len(self._names)
+        if ends_in_line and self._short and self._short[-1] == self._lines[-1]:
+            log.warning(
+                "%s: the file ends inside line %d, which has %d of the header's %d fields: a truncated file? "
+                "Its last cell may be cut short too",
+                *(path, self._lines[-1], self._last_fields, width),
+            )
         if self._short:
             log.warning(
                 "%s: %d row(s) have fewer fields than the header's %d (first on line %d); kept, missing cells NULL",
