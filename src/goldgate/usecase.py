@@ -39,12 +39,43 @@ class Unpivot(_Strict):
     values_to: str = Field(description="New column holding the cell (e.g. rate).")
 
 
+class RelatedTable(_Strict):
+    """A file related to the main one (accounts for deals, products for orders): its own columns and key.
+
+    It is ingested, typed and checked into its own bronze, silver and quarantine tables, and joined to the
+    main rows in gold by a declared ``gold.joins`` entry.
+    """
+
+    file: str = Field(description="The file, relative to source.path (a folder) unless absolute.")
+    keys: list[str] = Field(min_length=1, description="Columns that identify a row (one row per key in silver).")
+    columns: dict[str, Column] = Field(min_length=1)
+    expectations: list[Expectation] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_columns(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("columns"), dict):
+            columns = {k: ({"type": v} if isinstance(v, str) else v or {}) for k, v in data["columns"].items()}
+            data = {**data, "columns": columns}
+        return data
+
+    @model_validator(mode="after")
+    def _keys_declared(self) -> RelatedTable:
+        missing = [k for k in self.keys if k not in self.columns]
+        if missing:
+            raise ValueError(f"keys {missing} of {self.file} are not among its columns")
+        return self
+
+
 class Source(_Strict):
-    kind: Literal["file", "ecb_fx", "crm_export"] = Field(
+    kind: Literal["file", "tables", "ecb_fx", "crm_export"] = Field(
         default="file",
         description="file: any CSV/TSV/Parquet/JSON-lines/Delta file, glob or folder, shaped by the options below; "
+        "tables: a folder with a main file and related files joined in gold; "
         "ecb_fx: the ECB wide CSV; crm_export: a folder of the four Maven CRM CSVs.",
     )
+    main: str | None = Field(default=None, description="tables: the main file (the rows modelled) in the folder.")
+    tables: dict[str, RelatedTable] = Field(default_factory=dict, description="tables: related files by name.")
     path: str | None = Field(
         default=None,
         description="A file, a glob (data/*.csv) or a folder; None means the package file, the bundled ECB file (fx) "
@@ -96,6 +127,13 @@ class Source(_Strict):
             raise ValueError("comment must be a visible marker such as '#'")
         if self.thousands is not None and self.thousands == self.decimal:
             raise ValueError(f"thousands and decimal are both {self.decimal!r}")
+        if self.kind == "tables" and not (self.main and self.tables):
+            raise ValueError("a tables source needs main (the main file) and tables (the related files)")
+        if self.kind != "tables" and (self.main or self.tables):
+            raise ValueError("main and tables describe a source of kind tables")
+        bad = [n for n in self.tables if not n.replace("_", "a").isalnum() or not n[:1].isalpha() or n != n.lower()]
+        if bad:
+            raise ValueError(f"related table names {bad} must be lower-case letters, digits and underscores")
         return self
 
     @property
@@ -299,8 +337,8 @@ class Derive(_Strict):
 
     ``column`` is a typed silver/gold column or an earlier derived feature. Output names: ``<column>_lag<k>``,
     ``_diff<k>``, ``_pct<k>``, ``_logchg<k>``, ``_<stat>_<window or span>``, ``_ewm<halflife>``, ``_xs_rank``,
-    ``_xs_demean``, ``_vs_<entity>``, ``_<category>`` (onehot), ``_code`` (ordinal), ``_freq`` (frequency); ``name`` renames an op
-    with a single output.
+    ``_xs_demean``, ``_vs_<entity>``, ``_<category>`` (onehot), ``_code`` (ordinal), ``_freq`` (frequency);
+    ``name`` renames an op with a single output.
     """
 
     op: Literal["lag", "diff", "pct_change", "log_change", "rolling", "ewm", "rank", "demean", "versus", "encode"]
@@ -680,9 +718,21 @@ class Orchestration(_Strict):
         return self.defaults.model_copy(update=override.model_dump(exclude_none=True))
 
 
-class Gold(_Strict):
-    """Gold of a file use case: derived columns as SQL expressions (DuckDB SQL) over each silver row."""
+class Join(_Strict):
+    """A related table joined to the main rows by key; a row without a match keeps NULLs and fails the
+    ``<table>_known`` foreign-key expectation in silver (``unmatched``: warn keeps and counts it, drop quarantines)."""
 
+    table: str = Field(description="A name under source.tables.")
+    on: dict[str, str] = Field(min_length=1, max_length=1, description="Main column -> the related table's key.")
+    columns: list[str] | None = Field(default=None, description="Related columns to bring; None: all but the key.")
+    prefix: str = Field(default="", description="Prefix of the brought columns' names (to avoid clashes).")
+    unmatched: Literal["warn", "drop"] = "warn"
+
+
+class Gold(_Strict):
+    """Gold of a file use case: related tables joined, derived columns as SQL expressions (DuckDB SQL), a filter."""
+
+    joins: list[Join] = Field(default_factory=list)
     derive: dict[str, str] = Field(default_factory=dict, description="New column -> SQL expression.")
     where: str | None = Field(
         default=None, description="Keep only gold rows where this SQL condition holds (e.g. a return exists)."
@@ -724,7 +774,7 @@ class UseCase(_Strict):
             data = {**data, "source": {}}
             source = {}
         kind = source.get("kind", "file") if isinstance(source, dict) else None
-        if kind == "file":
+        if kind in ("file", "tables"):
             return fill_defaults(data)
         feats = data.get("features")
         default = "deal_snapshots" if kind == "crm_export" else "fx_panel"
@@ -736,8 +786,8 @@ class UseCase(_Strict):
 
     @property
     def generic(self) -> bool:
-        """Whether the use case runs on the declarative engine (a ``file`` source)."""
-        return self.source.kind == "file"
+        """Whether the use case runs on the declarative engine (a ``file`` or ``tables`` source)."""
+        return self.source.kind in ("file", "tables")
 
     @property
     def entity_columns(self) -> list[str]:
@@ -753,6 +803,43 @@ class UseCase(_Strict):
     def label_available_column(self) -> str | None:
         """The column saying when a row's label became known, if declared."""
         return next((n for n, c in self.columns.items() if c.role == "label_available_at"), None)
+
+    @model_validator(mode="after")
+    def _joins_fit(self) -> UseCase:
+        for join in self.gold.joins:
+            related = self.source.tables.get(join.table)
+            if related is None:
+                raise ValueError(
+                    f"gold.joins: '{join.table}' is not under source.tables ({', '.join(self.source.tables)})"
+                )
+            ((column, key),) = join.on.items()
+            if column not in self.columns:
+                raise ValueError(f"gold.joins {join.table}: '{column}' is not a column of the main file")
+            if [key] != related.keys:
+                raise ValueError(f"gold.joins {join.table}: '{key}' is not the key of {join.table} ({related.keys})")
+            unknown = [c for c in join.columns or [] if c not in related.columns]
+            if unknown:
+                raise ValueError(f"gold.joins {join.table}: columns {unknown} are not columns of {join.table}")
+        return self
+
+    def joined_columns(self) -> dict[str, Column]:
+        """Columns the gold joins bring, by their name in gold, with their declarations."""
+        out: dict[str, Column] = {}
+        for join in self.gold.joins:
+            spec = self.source.tables[join.table]
+            out |= {f"{join.prefix}{c}": spec.columns[c] for c in self.gold_join_columns(join)}
+        return out
+
+    def gold_join_columns(self, join: Join) -> list[str]:
+        """The related table's columns a join brings (declared, or all but the key and ignored ones)."""
+        spec = self.source.tables[join.table]
+        ((_, key),) = join.on.items()
+        return join.columns or [c for c, col in spec.columns.items() if c != key and col.role != "ignore"]
+
+    def related_tables(self, name: str) -> tuple[str, str, str]:
+        """(bronze, silver, quarantine) logical names of a related table of a ``tables`` source."""
+        extra = self.tables.extra
+        return extra[f"bronze_{name}"], extra[name], extra[f"quarantine_{name}"]
 
     @model_validator(mode="after")
     def _gap_covers_horizon(self) -> UseCase:

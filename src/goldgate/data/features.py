@@ -130,7 +130,7 @@ def _is_value(column: str, usecase: UseCase, hidden: set[str]) -> bool:
         return False
     if usecase.target.kind in TIME_TARGETS and column == usecase.target.column:
         return True  # the target's own value at t is known at t
-    spec = usecase.columns.get(column)
+    spec = usecase.columns.get(column) or usecase.joined_columns().get(column)
     if spec is not None:
         return spec.role == "feature"
     return column in usecase.gold.derive

@@ -34,11 +34,17 @@ def record_schema_changes(
 
 def pending_batches(ctx: Context) -> list[str]:
     """Bronze batches not yet checked into silver, oldest first (the main bronze table marks a whole batch)."""
-    uc, lake = ctx.usecase, ctx.lake
-    bronze = lake.read(uc.tables.bronze)
+    return pending_batches_of(ctx.lake, ctx.usecase.tables.bronze, ctx.usecase.tables.silver)
+
+
+def pending_batches_of(lake: Any, bronze_name: str, silver_name: str) -> list[str]:
+    """Batches of one bronze table not yet checked into its silver table, oldest first."""
+    if not lake.exists(bronze_name):
+        return []
+    bronze = lake.read(bronze_name)
     batches = bronze.group_by("_batch_id").aggregate(at=bronze._ingested_at.max()).order_by("at").to_pyarrow()
     done: set[str] = set()
     if lake.exists(QUALITY):
         q = lake.read(QUALITY)
-        done = set(q.filter(q.table_name == uc.tables.silver).batch_id.to_pyarrow().to_pylist())
+        done = set(q.filter(q.table_name == silver_name).batch_id.to_pyarrow().to_pylist())
     return [b for b in batches["_batch_id"].to_pylist() if b not in done]

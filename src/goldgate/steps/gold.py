@@ -52,9 +52,27 @@ def where(table: ir.Table, condition: str | None) -> ir.Table:
     return run_duckdb_sql(table.alias(alias), f"SELECT * FROM {alias} WHERE {condition}")  # noqa: S608 - use case's SQL
 
 
-def build_gold(silver: ir.Table, uc: UseCase) -> ir.Table:
+def with_joins(table: ir.Table, related: dict[str, ir.Table], uc: UseCase) -> ir.Table:
+    """Each declared join's columns from its related silver table (left join: a row without a match keeps NULLs;
+    silver's ``<table>_known`` expectation counted or quarantined it)."""
+    for join in uc.gold.joins:
+        ((column, key),) = join.on.items()
+        other = related[join.table]
+        wanted = uc.gold_join_columns(join)
+        names = {f"{join.prefix}{c}": c for c in wanted}
+        clash = sorted(set(names) & set(table.columns))
+        if clash:
+            raise ValueError(f"gold.joins {join.table}: columns {clash} already exist; set a prefix")
+        right = other.select(_gg_key=other[key], **{new: other[old] for new, old in names.items()})
+        joined = table.left_join(right, table[column] == right._gg_key)
+        table = joined.drop("_gg_key")
+    return table
+
+
+def build_gold(silver: ir.Table, uc: UseCase, related: dict[str, ir.Table] | None = None) -> ir.Table:
     """The gold table of a file use case (metadata columns dropped)."""
-    table = where(with_derived(with_keys(silver, uc), uc.gold.derive), uc.gold.where)
+    table = with_joins(with_keys(silver, uc), related or {}, uc)
+    table = where(with_derived(table, uc.gold.derive), uc.gold.where)
     return table.drop(*[c for c in table.columns if c.startswith("_")])
 
 
@@ -62,8 +80,12 @@ def gold(ctx: Context) -> dict[str, Any]:
     """Silver -> gold, rebuilt whole and merged on the feature table's keys (rows silver no longer has go)."""
     uc, lake = ctx.usecase, ctx.lake
     version = lake.version(uc.tables.silver)
-    table = build_gold(lake.read(uc.tables.silver, version), uc)
-    merged = lake.merge(
-        uc.tables.gold, table, keys=[uc.entity, uc.time], inputs={uc.tables.silver: version}, delete_missing=True
-    )
+    inputs: dict[str, int | None] = {uc.tables.silver: version}
+    related = {}
+    for join in uc.gold.joins:
+        name = uc.related_tables(join.table)[1]
+        inputs[name] = lake.version(name)
+        related[join.table] = lake.read(name, inputs[name])
+    table = build_gold(lake.read(uc.tables.silver, version), uc, related)
+    merged = lake.merge(uc.tables.gold, table, keys=[uc.entity, uc.time], inputs=inputs, delete_missing=True)
     return {"inserted": merged.inserted, "updated": merged.updated, "version": merged.version}

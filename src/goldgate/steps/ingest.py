@@ -1,29 +1,56 @@
-"""ingest: the use case's file(s) -> bronze, as received (every cell as text), plus ingestion metadata."""
+"""ingest: the use case's file(s) -> bronze, as received (every cell as text), plus ingestion metadata.
+
+A ``tables`` source is a folder: its main file goes to the use case's bronze table and every related file to
+its own bronze table; each file is a batch of its own.
+"""
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from goldgate.context import Context
 from goldgate.layers.bronze import add_ingest_metadata, require_columns
 from goldgate.steps.batches import batch_ingested, record_schema_changes
+from goldgate.usecase import Source, UseCase
 
 log = logging.getLogger(__name__)
 
 
-def ingest(ctx: Context) -> dict[str, Any]:
-    """Read the source and append it to bronze; a batch already ingested (same content and options) is skipped.
+class TablesSourceError(ValueError):
+    """A ``tables`` source whose folder is missing."""
 
-    New source columns widen bronze and are logged in ``ops.schema_changes``; a missing required column stops the
-    step before anything is written. Lines that are not rows (comments, blank lines, a preamble) are counted.
-    """
+
+def file_source(source: Source, path: Path) -> Source:
+    """The reading options of a ``tables`` source, pointed at one of its files."""
+    return source.model_copy(update={"kind": "file", "path": str(path), "package": None, "unpivot": None})
+
+
+def table_sources(uc: UseCase, override: str | None) -> list[tuple[str, Source]]:
+    """(bronze table, source of one file) for every file the use case reads; the main file last."""
+    if uc.source.kind != "tables":
+        return [(uc.tables.bronze, uc.source)]
+    chosen = override or uc.source.path
+    if not chosen:
+        raise TablesSourceError("source: a tables source needs its folder (source.path or --source)")
+    folder = Path(chosen).expanduser()
+    if not folder.is_dir():
+        raise TablesSourceError(
+            f"{folder}: not a folder (a tables source reads {uc.source.main} and its related files)"
+        )
+    related = [(uc.related_tables(n)[0], file_source(uc.source, folder / t.file)) for n, t in uc.source.tables.items()]
+    return [*related, (uc.tables.bronze, file_source(uc.source, folder / str(uc.source.main)))]
+
+
+def ingest_file(ctx: Context, bronze: str, source: Source, override: str | None) -> dict[str, Any]:
+    """One file (or glob or folder of one table) into its bronze table, unless that batch is already there."""
     from goldgate.data.sources import read_source
 
-    uc, lake = ctx.usecase, ctx.lake
-    batch = read_source(uc.source, ctx.source)
-    require_columns(batch.table.column_names, uc.source.required, batch.source)
+    lake = ctx.lake
+    batch = read_source(source, override)
+    require_columns(batch.table.column_names, source.required, batch.source)
     result: dict[str, Any] = {
         "batch_id": batch.batch_id,
         "rows": batch.table.num_rows,
@@ -33,11 +60,26 @@ def ingest(ctx: Context) -> dict[str, Any]:
     if batch.table.num_rows == 0:
         log.warning("%s has no data rows: nothing ingested", batch.source)
         return {**result, "new": False}
-    if lake.exists(uc.tables.bronze):
-        if batch_ingested(lake, uc.tables.bronze, batch.batch_id, batch.source):
+    if lake.exists(bronze):
+        if batch_ingested(lake, bronze, batch.batch_id, batch.source):
             return {**result, "new": False}
-        columns = batch.table.column_names
-        result["schema_changes"] = record_schema_changes(lake, uc.tables.bronze, columns, batch.batch_id, batch.source)
-    lake.append(uc.tables.bronze, add_ingest_metadata(batch.table, batch.source, batch.batch_id, datetime.now(UTC)))
-    log.info("ingested %d rows from %s into %s", batch.table.num_rows, batch.source, uc.tables.bronze)
+        result["schema_changes"] = record_schema_changes(
+            lake, bronze, batch.table.column_names, batch.batch_id, batch.source
+        )
+    lake.append(bronze, add_ingest_metadata(batch.table, batch.source, batch.batch_id, datetime.now(UTC)))
+    log.info("ingested %d rows from %s into %s", batch.table.num_rows, batch.source, bronze)
     return {**result, "new": True}
+
+
+def ingest(ctx: Context) -> dict[str, Any]:
+    """Read the source and append it to bronze; a batch already ingested (same content and options) is skipped.
+
+    New source columns widen bronze and are logged in ``ops.schema_changes``; a missing required column stops the
+    step before anything is written. Lines that are not rows (comments, blank lines, a preamble) are counted.
+    """
+    uc = ctx.usecase
+    if uc.source.kind != "tables":
+        return ingest_file(ctx, uc.tables.bronze, uc.source, ctx.source)
+    results = {bronze: ingest_file(ctx, bronze, source, None) for bronze, source in table_sources(uc, ctx.source)}
+    main = results[uc.tables.bronze]
+    return {**main, "related": {k: v for k, v in results.items() if k != uc.tables.bronze}}
