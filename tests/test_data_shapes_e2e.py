@@ -287,6 +287,11 @@ def test_hourly_panel_of_sensors_with_gaps_and_empty_cells(tmp_path: Path) -> No
     assert list(features["hour"]) == list(silver["timestamp"].dt.hour)
     assert_promoted(outcome)
     assert outcome.gate["candidate"] == "lightgbm"
+    # Every sensor is scored at its own latest complete hour of the last day, not only those at the latest hour.
+    predictions = outcome.table("gold", "_predictions")
+    assert sorted(predictions["sensor"]) == ["S01", "S02", "S03", "S04"]
+    last = silver.groupby("sensor")["timestamp"].max()
+    assert (pd.to_datetime(predictions.set_index("sensor")["as_of"]) == last).all()
 
 
 def test_customer_table_without_time_and_a_yes_no_label(tmp_path: Path) -> None:

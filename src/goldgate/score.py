@@ -114,7 +114,10 @@ def complete_rows(
         raise ValueError(f"model inputs {missing} are not columns of the feature table")
     rows = _complete(features, inputs if required is None else required)
     if isinstance(as_of, datetime):
-        rows = rows.filter(rows[time_col] == ibis.literal(as_of, type="timestamp"))
+        # Intraday: every entity at its own latest complete time step of that day (a panel's last bars differ).
+        day = rows.filter(rows[time_col].cast("date") == ibis.literal(as_of.date(), type="date"))
+        newest = day.group_by(entity).aggregate(_newest=day[time_col].max())
+        rows = day.semi_join(newest, [day[entity] == newest[entity], day[time_col] == newest["_newest"]])
     else:
         rows = rows.filter(rows[time_col].cast("date") == ibis.literal(as_of, type="date"))
     return rows.select(entity, time_col, *dict.fromkeys(c for c in inputs if c not in (entity, time_col))).order_by(

@@ -427,6 +427,11 @@ class Target(_Strict):
     positive: str | int | float | bool | None = Field(
         default=None, description="Classification: the value of `column` that is the positive class."
     )
+    negative: str | int | float | bool | None = Field(
+        default=None,
+        description="Classification: the value that is the negative class, when the column holds others too "
+        "(rows with any other value get no label: they are scored, not trained on).",
+    )
     scale: float = Field(default=1.0, description="Multiply a numeric target (e.g. sqrt(252)).")
 
     @model_validator(mode="after")

@@ -120,6 +120,9 @@ def _defaults_for(data: dict[str, Any], has_time: bool) -> dict[str, Any]:
     monitoring = dict(data.get("monitoring") or {})
     if not has_time:
         monitoring.setdefault("reference_days", None)
+    elif "test_days" in evaluation:
+        # A monitoring window as long as a backtest fold's test window: the span the gate judged a model on.
+        monitoring.setdefault("window_days", evaluation["test_days"])
     return {"target": target, "models": models, "evaluation": evaluation, "gate": gate, "monitoring": monitoring}
 
 

@@ -228,3 +228,31 @@ def test_regression_label_is_the_scaled_value_and_ends_when_it_arrives() -> None
 def test_regression_label_needs_numbers() -> None:
     with pytest.raises(FeatureSpecError, match=r"use case churn: a regression label needs a numeric column; 'label'"):
         labelled(["a"], pa.string(), scale=1.0)
+
+
+def test_a_third_class_needs_target_negative_and_then_gets_no_label() -> None:
+    from goldgate.data.features import build_dsl_features
+
+    data = {
+        "name": "loans",
+        "task": "binary",
+        "source": {"kind": "file", "path": "loans.csv"},
+        "columns": {"id": {"role": "entity"}, "amount": "float", "status": {"role": "target"}},
+        "target": {"kind": "label", "column": "status", "positive": "Charged Off"},
+    }
+    gold = ibis.duckdb.connect().create_table(
+        "gold",
+        pa.table(
+            {
+                "id": ["a", "b", "c", "d"],
+                "amount": [1.0, 2.0, 3.0, 4.0],
+                "status": ["Charged Off", "Fully Paid", "Current", "Fully Paid"],
+                "as_of": pa.array([date(2024, 1, 1)] * 4, pa.date32()),
+            }
+        ),
+    )
+    with pytest.raises(FeatureSpecError, match=r"holds 3 classes .*set target.negative"):
+        build_dsl_features(gold, parse_usecase(data))
+    data["target"]["negative"] = "Fully Paid"
+    out = build_dsl_features(gold, parse_usecase(data)).to_pandas().set_index("id").sort_index()
+    assert out.target.fillna(-1).tolist() == [1.0, 0.0, -1.0, 0.0]  # 'Current' has no label yet

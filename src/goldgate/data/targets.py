@@ -210,11 +210,22 @@ def _positive_indicator(table: ir.Table, usecase: UseCase) -> ir.Value:
     if usecase.target.positive is None:
         _check_binary(table, usecase)
         return value.cast("float64")
-    positive = _positive_literal(table, usecase)
+    positive = _positive_literal(table, usecase, usecase.target.positive)
     if table.filter(value == positive).count().execute() == 0:
+        observed = _observed(table, column)
         raise FeatureSpecError(
             f"use case {usecase.name}: target.positive {positive!r} never occurs in column '{column}' "
-            f"(observed: {', '.join(map(repr, _observed(table, column)))})"
+            + (f"(observed: {', '.join(map(repr, observed))})" if observed else "(the gold table has no label)")
+        )
+    if usecase.target.negative is not None:
+        negative = _positive_literal(table, usecase, usecase.target.negative, "negative")
+        return ibis.cases((value == positive, 1.0), (value == negative, 0.0), else_=ibis.null("float64"))
+    others = _observed(table.filter(value != positive), column)
+    if len(others) > 1:
+        raise FeatureSpecError(
+            f"use case {usecase.name}: label column '{column}' holds {len(others) + 1} classes "
+            f"({', '.join(map(repr, [positive, *others]))}): set target.negative to the class that counts as 0 "
+            "(rows of any other class are then scored, not trained on)"
         )
     return (value == positive).cast("float64")
 
@@ -236,13 +247,13 @@ def _check_binary(table: ir.Table, usecase: UseCase) -> None:
         )
 
 
-def _positive_literal(table: ir.Table, usecase: UseCase) -> Any:
-    """``target.positive`` as a value of the label column's type; a mismatch is an error, not a silent 0."""
+def _positive_literal(table: ir.Table, usecase: UseCase, positive: Any, key: str = "positive") -> Any:
+    """``target.<key>`` (the positive or negative class) as a value of the label column's type; a mismatch is an
+    error, not a silent 0."""
     column = str(usecase.target.column)
-    positive = usecase.target.positive
     kind = table[column].type()
     mismatch = FeatureSpecError(
-        f"use case {usecase.name}: target.positive {positive!r} is not a value of {kind} column '{column}'"
+        f"use case {usecase.name}: target.{key} {positive!r} is not a value of {kind} column '{column}'"
         + (" (YAML reads unquoted yes/no/true/false as booleans: quote it)" if isinstance(positive, bool) else "")
     )
     if kind.is_string():
@@ -256,7 +267,7 @@ def _positive_literal(table: ir.Table, usecase: UseCase) -> Any:
         raise mismatch
     if kind.is_numeric():
         try:
-            return float(positive)  # type: ignore[arg-type]
+            return float(positive)
         except ValueError:
             raise mismatch from None
     raise mismatch
