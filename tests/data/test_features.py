@@ -639,3 +639,21 @@ def test_row_sql_may_not_read_the_label() -> None:
     )
     with pytest.raises(FeatureSpecError, match="reads \\['sales'\\], not known at t"):
         build(uc)
+
+
+def test_onehot_names_spell_out_symbols_so_categories_stay_apart() -> None:
+    from goldgate.data.features import op_names
+
+    op = Derive(op="encode", column="emp", method="onehot")
+    assert op_names(op, _slug_values(["< 1 year", "1 year", "10+ years", "5%"])) == [
+        "emp_lt_1_year",
+        "emp_1_year",
+        "emp_10_plus_years",
+        "emp_5_pct",
+    ]
+
+
+def _slug_values(values: list[str]) -> list[str]:
+    from goldgate.data.features import _slugs
+
+    return _slugs(list(values))

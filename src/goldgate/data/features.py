@@ -395,11 +395,18 @@ def _cross_section(table: ir.Table, x: ir.NumericValue, op: Derive, keys: Keys) 
     return x - x.mean().over(same_time)
 
 
+# Symbols that carry meaning in category values ('< 1 year', '10+ years', '5%'), spelled out in column names.
+_SYMBOLS = {"<=": " le ", ">=": " ge ", "<": " lt ", ">": " gt ", "+": " plus ", "%": " pct ", "&": " and "}
+
+
 def _slugs(values: list[object]) -> list[str]:
     """Name parts of category values: lower-case letters, digits and underscores, unique in order."""
     out: list[str] = []
     for value in values:
-        slug = re.sub(r"[^0-9a-z]+", "_", str(value).lower()).strip("_") or "blank"
+        text = str(value).lower()
+        for symbol, word in _SYMBOLS.items():
+            text = text.replace(symbol, word)
+        slug = re.sub(r"[^0-9a-z]+", "_", text).strip("_") or "blank"
         base, k = slug, 2
         while slug in out:
             slug, k = f"{base}_{k}", k + 1
