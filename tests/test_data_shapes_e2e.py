@@ -339,7 +339,8 @@ def test_loan_book_with_month_dates_percent_strings_and_56_columns(tmp_path: Pat
     assert first["term"] == raw["term"].strip()
     assert silver["issue_d"].nunique() == 36
     features = outcome.table("gold", "_features")
-    assert {"grade_a", "grade_g", "emp_length_10_plus_years", "emp_length_lt_1_year", "term_36_months"} <= set(features.columns)
+    expected = {"grade_a", "grade_g", "emp_length_10_plus_years", "emp_length_lt_1_year", "term_36_months"}
+    assert expected <= set(features.columns)
     assert features["int_rate"].between(0, 1).all()
     assert features["target"].mean() == pytest.approx((silver["loan_status"] == "Charged Off").mean())
     assert_promoted(outcome)

@@ -91,7 +91,7 @@ def test_a_drop_join_quarantines_rows_without_a_match(tmp_path: Path) -> None:
 def test_joins_must_name_a_related_table_and_its_key(tmp_path: Path) -> None:
     spec = _spec(tmp_path)
     spec["gold"]["joins"][0]["table"] = "teams"
-    with pytest.raises(UseCaseError, match="'teams' is not under source.tables"):
+    with pytest.raises(UseCaseError, match=r"'teams' is not under source\.tables"):
         parse_usecase(spec)
     spec = _spec(tmp_path)
     spec["gold"]["joins"][0]["on"] = {"account": "sector"}
