@@ -94,6 +94,22 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
                         "met": r["peak_rss_mb"] < 1024,
                     }
                 )
+        fx, engine = impls.get("goldgate_fx"), impls.get("goldgate_engine")
+        if fx and engine:
+            for key, what, unit in (
+                ("seconds", "time", "x fx step seconds"),
+                ("peak_rss_mb", "peak memory", "x fx step peak RSS"),
+            ):
+                ratio = engine[key] / fx[key]
+                out.append(
+                    {
+                        "aim": f"generic engine features step within 1.1x of the hard-wired fx step at "
+                        f"{largest['rows']:,} rows ({what})",
+                        "measured": round(ratio, 2),
+                        "unit": unit,
+                        "met": ratio <= 1.1,
+                    }
+                )
     large = data.get("panel_100m")
     if large:
         for size in large["sizes"]:

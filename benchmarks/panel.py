@@ -1,6 +1,7 @@
 """Benchmark: per-entity lag and rolling-window features on a long panel, goldgate vs the tools users would pick.
 
     .venv/bin/python benchmarks/panel.py --sizes 100000 1000000 10000000 --repeat 3
+    .venv/bin/python benchmarks/panel.py --impls duckdb goldgate_fx goldgate_engine --tag engine   # engine vs fx step
     .venv/bin/python benchmarks/panel.py --sizes 100000000 --repeat 1 --impls goldgate_fx --tag 100m   # out of core
 
 The panel is synthetic: ``rows / 5000`` entities x 5,000 business days (10M rows = 2,000 entities x 5,000 days),
@@ -15,11 +16,14 @@ sample standard deviation of the next 5 rows. Implementations, Parquet in and Pa
 * ``goldgate_ref``: the same reference spec written in Ibis, read from and merged into Delta through
   ``goldgate.lake.Lake`` (Delta in, Delta out, goldgate's DuckDB connection and memory ceiling);
 * ``goldgate_fx``: goldgate's own ``features`` step (``goldgate.pipeline.features``) on the panel loaded as the
-  gold returns table of an fx use case: it computes goldgate's fx feature set, not the reference one (see the doc).
+  gold returns table of an fx use case: it computes goldgate's fx feature set, not the reference one (see the doc);
+* ``goldgate_engine``: the same gold table featurized by the declarative engine (``goldgate.steps.features``) with
+  the fx feature set declared in tests/golden/fx_engine.yaml: the same feature values as ``goldgate_fx``.
 
 Every implementation x size runs in a fresh subprocess, ``--repeat`` times; reported: median seconds from the
 read to the written output (interpreter start-up and imports excluded, the process's own wall also recorded),
-rows/s and the process's peak RSS. After the runs the outputs are compared on a sample of entities. Writes
+rows/s and the process's peak RSS. After the runs the outputs are compared on a sample of entities (the engine's
+fx features with the hard-wired step's, column by column). Writes
 ``benchmarks/results/panel.json`` (or ``panel-<tag>.json``), the plot ``docs/img/panel-seconds.png`` and the
 ``panel`` section of docs/benchmarks.md.
 """
@@ -61,17 +65,27 @@ REF_COLUMNS = [
     *(f"{stat}_{n}" for n in WINDOWS for stat in ("mean", "std")),
     TARGET,
 ]
-IMPLS = ("pandas", "polars", "duckdb", "goldgate_ref", "goldgate_fx")
+IMPLS = ("pandas", "polars", "duckdb", "goldgate_ref", "goldgate_fx", "goldgate_engine")
 LABELS = {
     "pandas": "pandas groupby/rolling",
     "polars": "Polars lazy",
     "duckdb": "DuckDB SQL (bare)",
     "goldgate_ref": "goldgate lake, reference spec in Ibis",
     "goldgate_fx": "goldgate features step (fx set)",
+    "goldgate_engine": "goldgate declarative engine (fx set in YAML)",
 }
 GOLD = "gold.fx_returns"
 FX_FEATURES = "gold.fx_features"
+ENGINE_FEATURES = "gold.fx_engine_features"
 REF_TABLE = "gold.panel_features"
+OUTPUT_TABLES = {"goldgate_ref": REF_TABLE, "goldgate_fx": FX_FEATURES, "goldgate_engine": ENGINE_FEATURES}
+USECASE_FILES = {"goldgate_engine": "fx_panel_engine.yaml"}  # the others run the bundled fx use case's copy
+FX_USECASE_FILE = "fx_panel_bench.yaml"
+ENGINE_YAML = ROOT / "tests" / "golden" / "fx_engine.yaml"
+# The gold returns table load_gold writes: entity, time, then the value columns.
+GOLD_ENTITY, GOLD_TIME = "currency", "date"
+# Aim: the declarative engine costs no more than the hard-wired step (time and peak memory, at the largest size).
+ENGINE_AIM = 1.1
 CHILD_TIMEOUT = 3600
 
 
@@ -137,8 +151,41 @@ def fx_usecase(workspace: Path, reference: str) -> Path:
     data = yaml.safe_load((resources.files("goldgate") / "usecases" / "fx.yaml").read_text())
     data["name"] = "fx_panel_bench"
     data["features"]["cross_reference"] = reference
-    path = workspace / "fx_panel_bench.yaml"
+    path = workspace / FX_USECASE_FILE
     path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def engine_usecase(workspace: Path, reference: str) -> Path:
+    """tests/golden/fx_engine.yaml on the panel: tables in the workspace, the panel's keys, ``versus`` a panel entity.
+
+    Gold is the table ``load_gold`` writes (``gold.fx_returns``: currency, date, rate, log_return); the engine writes
+    its features to a table of its own so that they can be compared with the hard-wired step's.
+    """
+    import yaml
+
+    data = yaml.safe_load(ENGINE_YAML.read_text(encoding="utf-8"))
+    data["name"] = "fx_panel_engine"
+    data["tables"] = {
+        "bronze": "bronze.fx_engine_raw",
+        "silver": "silver.fx_engine_rates",
+        "gold": GOLD,
+        "features": ENGINE_FEATURES,
+        "predictions": "gold.fx_engine_predictions",
+        "quarantine": "quarantine.fx_engine_rates",
+    }
+    roles = {c.get("role"): name for name, c in data["columns"].items()}
+    if (roles.get("entity"), roles.get("time")) != (GOLD_ENTITY, GOLD_TIME):
+        raise ValueError(
+            f"{ENGINE_YAML}: entity '{roles.get('entity')}' and time '{roles.get('time')}' are not the gold table's "
+            f"keys ({GOLD_ENTITY}, {GOLD_TIME})"
+        )
+    versus = [d for d in data["features"]["derive"] if d["op"] == "versus"]
+    if len(versus) != 1:
+        raise ValueError(f"{ENGINE_YAML}: expected one versus op, found {len(versus)}")
+    versus[0]["entity"] = reference
+    path = workspace / USECASE_FILES["goldgate_engine"]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
 
@@ -234,13 +281,13 @@ def reference_ibis(returns: Any) -> Any:
     return returns.select("currency", "date", "rate", "log_return", **cols)
 
 
-def goldgate_context(workspace: Path, memory_limit: str | None) -> Any:
+def goldgate_context(workspace: Path, memory_limit: str | None, impl: str = "goldgate_fx") -> Any:
     from goldgate.context import Context
     from goldgate.settings import load_settings
     from goldgate.usecase import load_usecase
 
     settings = load_settings(workspace=workspace, duckdb_memory_limit=memory_limit)
-    return Context(settings, load_usecase(workspace / "fx_panel_bench.yaml"))
+    return Context(settings, load_usecase(workspace / USECASE_FILES.get(impl, FX_USECASE_FILE)))
 
 
 def run_goldgate_ref(ctx: Any) -> int:
@@ -251,6 +298,7 @@ def run_goldgate_ref(ctx: Any) -> int:
 
 
 def run_goldgate_fx(ctx: Any) -> int:
+    """The ``features`` step as ``goldgate run`` calls it: the hard-wired fx step, or the engine's (a file use case)."""
     from goldgate.dag import get_step
     from goldgate.runner import run_step
 
@@ -279,7 +327,10 @@ def child(args: argparse.Namespace) -> None:  # pragma: no cover - runs in the s
     if args.impl.startswith("goldgate"):
         import goldgate.pipeline  # noqa: F401  start-up imports are not the step's cost
 
-        ctx = goldgate_context(args.workspace, args.memory_limit)
+        if args.impl == "goldgate_engine":
+            from goldgate.data import features as _dsl  # noqa: F401  the engine's compiler, imported lazily by its step
+
+        ctx = goldgate_context(args.workspace, args.memory_limit, args.impl)
         ctx.lake  # noqa: B018  opens the DuckDB connection (settings, spill folder) before the clock starts
         out["start_rss_mb"] = rss_mb()
         cpu = resource.getrusage(resource.RUSAGE_SELF)
@@ -311,7 +362,7 @@ def child(args: argparse.Namespace) -> None:  # pragma: no cover - runs in the s
 
 def clear_outputs(workspace: Path, impl: str) -> None:
     """Remove the table and spill a goldgate run writes, so every repeat builds from scratch."""
-    layer, table = (FX_FEATURES if impl == "goldgate_fx" else REF_TABLE).split(".")
+    layer, table = OUTPUT_TABLES[impl].split(".")
     shutil.rmtree(workspace / "lake" / layer / table, ignore_errors=True)
     shutil.rmtree(workspace / ".duckdb_tmp", ignore_errors=True)
 
@@ -378,8 +429,7 @@ def read_sample(impl: str, out: Path, workspace: Path, entities: list[str]) -> A
     if impl.startswith("goldgate"):
         from deltalake import DeltaTable
 
-        table = FX_FEATURES if impl == "goldgate_fx" else REF_TABLE
-        layer, name = table.split(".")
+        layer, name = OUTPUT_TABLES[impl].split(".")
         files = [u.removeprefix("file://") for u in DeltaTable(str(workspace / "lake" / layer / name)).file_uris()]
         sql = f"SELECT * FROM read_parquet({files!r}) WHERE currency IN ({names})"
         frame = con.execute(sql).df().rename(columns={"currency": "entity", "log_return": "x", "ret": "x"})
@@ -412,7 +462,7 @@ def verify(impls: list[str], outs: dict[str, Path], workspace: Path, entities: i
 
     sample = sorted({entity_codes(entities)[i] for i in (0, entities // 2, entities - 1)})
     frames = {impl: read_sample(impl, outs[impl], workspace, sample) for impl in impls}
-    refs = [i for i in impls if i != "goldgate_fx"]
+    refs = [i for i in impls if i not in ("goldgate_fx", "goldgate_engine")]
     report: dict[str, Any] = {"entities": sample, "rows": 0, "max_abs_diff": {}, "reference": None}
     if refs:
         base_name = "pandas" if "pandas" in refs else refs[0]
@@ -431,29 +481,66 @@ def verify(impls: list[str], outs: dict[str, Path], workspace: Path, entities: i
                     break
                 worst = max(worst, float(np.nanmax(np.abs(a - b))) if (~np.isnan(a)).any() else 0.0)
             report["max_abs_diff"][impl] = worst
+    for impl in ("goldgate_fx", "goldgate_engine"):
+        if impl in frames:
+            report["max_abs_diff"][impl] = fx_numpy_diff(frames[impl])
     if "goldgate_fx" in frames:
         fx = frames["goldgate_fx"]
-        worst = 0.0
-        for _, rows in fx.groupby("entity"):
-            x = rows["x"].to_numpy(float)
-            expected = fx_reference(x)
-            expected["ret_lag1"] = np.concatenate([[np.nan], x[:-1]])
-            expected["ret_lag5"] = np.concatenate([[np.nan] * 5, x[:-5]])
-            days = [d if isinstance(d, date) else d.date() for d in rows["date"]]
-            expected["day_of_week"] = np.array([d.weekday() for d in days], dtype=float)
-            expected["month"] = np.array([d.month for d in days], dtype=float)
-            for col, want in expected.items():
-                got = rows[col].to_numpy(float)
-                if not np.array_equal(np.isnan(got), np.isnan(want)):
-                    worst = math.inf
-                    break
-                worst = max(worst, float(np.nanmax(np.abs(got - want))))
-        report["max_abs_diff"]["goldgate_fx"] = worst
         report["goldgate_fx_check"] = (
             "ret_lag1, ret_lag5, rv_5/20/60, target_rv_5d, day_of_week and month against NumPy and the dates"
         )
         report["goldgate_fx_columns"] = [c for c in fx.columns if c not in ("entity", "date", "rate", "x")]
+        if "goldgate_engine" in frames:
+            report["engine_vs_fx"] = engine_vs_fx(frames["goldgate_engine"], fx)
     return report
+
+
+def fx_numpy_diff(frame: Any) -> float:
+    """Largest absolute difference of an fx feature output from ``fx_reference`` and the dates (inf: NULLs differ)."""
+    import numpy as np
+
+    worst = 0.0
+    for _, rows in frame.groupby("entity"):
+        x = rows["x"].to_numpy(float)
+        expected = fx_reference(x)
+        expected["ret_lag1"] = np.concatenate([[np.nan], x[:-1]])
+        expected["ret_lag5"] = np.concatenate([[np.nan] * 5, x[:-5]])
+        days = [d if isinstance(d, date) else d.date() for d in rows["date"]]
+        expected["day_of_week"] = np.array([d.weekday() for d in days], dtype=float)
+        expected["month"] = np.array([d.month for d in days], dtype=float)
+        for col, want in expected.items():
+            got = rows[col].to_numpy(float)
+            if not np.array_equal(np.isnan(got), np.isnan(want)):
+                return math.inf
+            worst = max(worst, float(np.nanmax(np.abs(got - want))))
+    return worst
+
+
+def engine_vs_fx(engine: Any, fx: Any) -> dict[str, Any]:
+    """The engine's fx features against the hard-wired step's on the same rows: every column, NULLs included."""
+    import numpy as np
+
+    own = [c for c in fx.columns if c not in ("entity", "date")]
+    out: dict[str, Any] = {"rows": len(fx), "columns": own, "max_abs_diff": {}}
+    if sorted(engine.columns) != sorted(fx.columns):
+        out["error"] = f"columns differ: engine {sorted(engine.columns)}, fx {sorted(fx.columns)}"
+        return out
+    keys = ["entity", "date"]
+    if len(engine) != len(fx) or not engine[keys].astype(str).equals(fx[keys].astype(str)):
+        out["error"] = "row mismatch"
+        return out
+    for col in own:
+        a, b = engine[col], fx[col]
+        if not np.array_equal(a.isna().to_numpy(), b.isna().to_numpy()):
+            out["max_abs_diff"][col] = "NULLs differ"
+        elif col == "target_end":
+            out["max_abs_diff"][col] = 0.0 if a.astype(str).equals(b.astype(str)) else "dates differ"
+        else:
+            x, y = a.to_numpy(float), b.to_numpy(float)
+            out["max_abs_diff"][col] = float(np.nanmax(np.abs(x - y))) if (~np.isnan(x)).any() else 0.0
+    diffs = list(out["max_abs_diff"].values())
+    out["max"] = max(diffs) if all(isinstance(d, float) for d in diffs) else "mismatch"
+    return out
 
 
 def machine() -> dict[str, Any]:
@@ -494,6 +581,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             fx_usecase(workspace, entity_codes(1)[0])
             print(f"loading {panel.name} into {workspace}/lake as {GOLD}", flush=True)
             load_gold(panel, workspace, args.memory_limit)
+        if "goldgate_engine" in args.impls:
+            engine_usecase(workspace, entity_codes(1)[0])
         entry: dict[str, Any] = {"rows": entities * DAYS, "entities": entities, "days": DAYS, "impls": {}}
         outs = {impl: scratch / f"out_{impl}_{size}.parquet" for impl in args.impls}
         runs: dict[str, list[dict[str, Any]]] = {impl: [] for impl in args.impls}
@@ -504,7 +593,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                 run = run_child(impl, panel, outs[impl], workspace, args.memory_limit, args.timeout)
                 runs[impl].append(run)
                 print(
-                    f"{size:>11,} {impl:<13} {run['seconds']:8.2f} s {run['peak_rss_mb']:8.0f} MB "
+                    f"{size:>11,} {impl:<15} {run['seconds']:8.2f} s {run['peak_rss_mb']:8.0f} MB "
                     f"(load {run['load_1min_before']:.2f})",
                     flush=True,
                 )
@@ -547,7 +636,11 @@ def main() -> None:
     parser.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS))
     parser.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "goldgate-panel")
     parser.add_argument("--memory-limit", default=None, help="goldgate's duckdb_memory_limit (default: Settings')")
-    parser.add_argument("--tag", default=None, help="write results/panel-<tag>.json and the 100M section")
+    parser.add_argument(
+        "--tag",
+        default=None,
+        help="write results/panel-<tag>.json and the 100M section (a tag starting 'engine': listed in the panel one)",
+    )
     parser.add_argument("--no-verify", action="store_true")
     parser.add_argument(
         "--timeout", type=float, default=CHILD_TIMEOUT, help="seconds per child run before it is killed"
@@ -570,7 +663,10 @@ def main() -> None:
     sys.path.insert(0, str(HERE))
     from report import write_section
 
-    if args.tag:
+    if args.tag and args.tag.startswith("engine"):
+        # A run of the engine against the fx step alone: listed under the main panel table, which is re-rendered.
+        write_section(DOC, START, END, render(json.loads((RESULTS / "panel.json").read_text())))
+    elif args.tag:
         write_section(DOC, START_100M, END_100M, render_large(result))
     else:
         plot(result, PLOT)
@@ -591,11 +687,13 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def render(result: dict[str, Any]) -> str:
     m = result["machine"]
+    ran = list(dict.fromkeys(i for s in result["sizes"] for i in s["impls"]))
+    command = "benchmarks/panel.py" + ("" if set(ran) == set(IMPLS) else f" --impls {' '.join(ran)}")
     lines = [
         START,
         "## Feature engineering on a long panel: goldgate vs pandas, Polars and DuckDB",
         "",
-        f"Measured {result['started_utc'].replace('T', ' ')[:16]} UTC with `.venv/bin/python benchmarks/panel.py` on "
+        f"Measured {result['started_utc'].replace('T', ' ')[:16]} UTC with `.venv/bin/python {command}` on "
         f"{m['cpus']} CPUs, {m['ram_gb']} GB RAM, Python {m['python']}, pandas {m['versions']['pandas']}, Polars "
         f"{m['versions']['polars']}, DuckDB {m['versions']['duckdb']}, Ibis {m['versions']['ibis']} (load average at "
         f"start {load_text(result['load_average_start'])}, at end {load_text(result['load_average_end'])}). The panel: "
@@ -623,7 +721,7 @@ def render(result: dict[str, Any]) -> str:
     largest = result["sizes"][-1]
     duck = largest["impls"].get("duckdb")
     lines += ["| aim at the largest size | measured | met |", "|---|---:|---|"]
-    for impl in ("goldgate_ref", "goldgate_fx"):
+    for impl in ("goldgate_ref", "goldgate_fx", "goldgate_engine"):
         r = largest["impls"].get(impl)
         if r and duck:
             ratio = r["seconds"] / duck["seconds"]
@@ -636,19 +734,19 @@ def render(result: dict[str, Any]) -> str:
                 f"| {LABELS[impl]} under 1 GiB peak ({largest['rows']:,} rows) | {r['peak_rss_mb']:,.0f} MiB | "
                 f"{'yes' if r['peak_rss_mb'] < 1024 else '**no**'} |"
             )
-    lines.append("")
+    lines += [*engine_aims(largest), ""]
+    lines += render_engine(result)
     verify = [s for s in result["sizes"] if "verify" in s]
     if verify:
         v = verify[-1]["verify"]
-        diffs = ", ".join(
-            f"{LABELS[k]} {d:.1e}" if isinstance(d, float) else f"{LABELS[k]} {d}" for k, d in v["max_abs_diff"].items()
-        )
-        lines.append(
-            f"Agreement on a sample ({', '.join(v['entities'])} at {verify[-1]['rows']:,} rows): largest absolute "
-            f"difference from the {v['reference']} output: {diffs} (for goldgate's fx set: "
-            f"{v.get('goldgate_fx_check', '-')})."
-        )
-        lines.append("")
+        fx_sets = ("goldgate_fx", "goldgate_engine")
+        diffs = ", ".join(f"{LABELS[k]} {diff_text(d)}" for k, d in v["max_abs_diff"].items() if k not in fx_sets)
+        numpy = ", ".join(f"{LABELS[k]} {diff_text(d)}" for k, d in v["max_abs_diff"].items() if k in fx_sets)
+        text = f"Agreement on a sample ({', '.join(v['entities'])} at {verify[-1]['rows']:,} rows), largest absolute "
+        parts = [f"difference from the {v['reference']} output: {diffs}"] if diffs else []
+        if numpy:
+            parts.append(f"for goldgate's fx set, {v.get('goldgate_fx_check', '-')}: {numpy}")
+        lines += [text + "; ".join(parts) + ".", ""]
     limit = next(
         (r.get("duckdb_memory_limit") for s in result["sizes"] for i, r in s["impls"].items() if i.startswith("gold")),
         None,
@@ -674,6 +772,125 @@ def render(result: dict[str, Any]) -> str:
         END,
     ]
     return "\n".join(lines)
+
+
+def diff_text(d: Any) -> str:
+    return f"{d:.1e}" if isinstance(d, float) else str(d)
+
+
+def engine_ratios(size: dict[str, Any]) -> dict[str, Any] | None:
+    """The declarative engine against the hard-wired fx step at one size: medians and the ratio of each round."""
+    fx, engine = size["impls"].get("goldgate_fx"), size["impls"].get("goldgate_engine")
+    if not (fx and engine):
+        return None
+    return {
+        "fx": fx,
+        "engine": engine,
+        "time": engine["seconds"] / fx["seconds"],
+        "cpu": engine["cpu_seconds"] / fx["cpu_seconds"],
+        "memory": engine["peak_rss_mb"] / fx["peak_rss_mb"],
+        "rounds": [e / f for e, f in zip(engine["runs"], fx["runs"], strict=True)],
+    }
+
+
+def engine_aims(largest: dict[str, Any]) -> list[str]:
+    r = engine_ratios(largest)
+    if r is None:
+        return []
+    rows = f"{largest['rows']:,} rows"
+    return [
+        f"| {LABELS['goldgate_engine']} within {ENGINE_AIM}× of the hard-wired fx step, time ({rows}) "
+        f"| {r['time']:.2f}× | {'yes' if r['time'] <= ENGINE_AIM else '**no**'} |",
+        f"| {LABELS['goldgate_engine']} within {ENGINE_AIM}× of the hard-wired fx step, peak RSS ({rows}) "
+        f"| {r['memory']:.2f}× | {'yes' if r['memory'] <= ENGINE_AIM else '**no**'} |",
+    ]
+
+
+def render_engine(result: dict[str, Any]) -> list[str]:
+    """The engine-vs-fx-step table: the same gold table, the same feature values, two code paths."""
+    rows = [(size, r) for size in result["sizes"] if (r := engine_ratios(size)) is not None]
+    if not rows:
+        return []
+    lines = [
+        "### The declarative engine vs the hard-wired fx step",
+        "",
+        f"*{LABELS['goldgate_engine']}* runs the same `features` step entry point on the same `{GOLD}` table, for a "
+        "use case written as YAML: tests/golden/fx_engine.yaml with its tables pointed at the benchmark workspace and "
+        "its `versus` reference set to the panel's first entity, as the fx copy's `cross_reference` is. The engine "
+        "compiles the declared features (row SQL, lags, rolling RMS, `versus`, `demean`, calendar parts, the "
+        "aggregate target) to Ibis (`goldgate.data.features.build_dsl_features`) and merges the result into "
+        f"`{ENGINE_FEATURES}`. Ratios per size from the medians; 'per round' divides the two runs of the same round "
+        "(they run one after the other, so a burst of load on the shared machine hits both); CPU s is the process's "
+        "user + system time, less sensitive to other work on the machine than the wall clock; the load is the "
+        "1-minute load average before each engine run.",
+        "",
+        "| rows | fx step s (runs) | engine s (runs) | engine / fx, time (per round) | engine / fx, CPU s "
+        "| engine vs DuckDB | fx step peak RSS MiB | engine peak RSS MiB | engine / fx, peak RSS | load |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for size, r in rows:
+        fx, engine = r["fx"], r["engine"]
+        duck = size["impls"].get("duckdb", {}).get("seconds")
+        vs_duck = f"{engine['seconds'] / duck:.2f}×" if duck else "-"
+        rounds = "/".join(f"{x:.2f}" for x in r["rounds"])
+        lines.append(
+            f"| {size['rows']:,} | {fx['seconds']:.2f} ({'/'.join(f'{s:.1f}' for s in fx['runs'])}) "
+            f"| {engine['seconds']:.2f} ({'/'.join(f'{s:.1f}' for s in engine['runs'])}) "
+            f"| {r['time']:.2f}× ({rounds}) | {r['cpu']:.2f}× | {vs_duck} "
+            f"| {fx['peak_rss_mb']:,.0f} | {engine['peak_rss_mb']:,.0f} | {r['memory']:.2f}× "
+            f"| {'/'.join(f'{x:.1f}' for x in engine['load_1min'])} |"
+        )
+    lines += [
+        "",
+        "Where the difference comes from, as the two steps compile for this YAML: the fx step sorts the full rows by "
+        "entity and date once (lags, volatilities and the target in one projection) and takes the per-date "
+        "reference return and mean volatility from a narrow (entity, date, return) projection grouped by date, "
+        "joined back on the date. The engine's plan windows over the full rows four times: by entity (lags, "
+        "volatilities) and by date (`versus`) in its first stage, by date again for `demean` (it reads `rv_5`, so a "
+        "second stage, over every column the first produced), and by entity again for the target in the final "
+        "projection.",
+        "",
+        *render_engine_reruns(),
+        "",
+    ]
+    checked = [s for s in result["sizes"] if "engine_vs_fx" in s.get("verify", {})]
+    if checked:
+        v = checked[-1]["verify"]["engine_vs_fx"]
+        if "error" in v:
+            lines += [f"The engine's output does not match the fx step's: {v['error']}.", ""]
+        else:
+            worst = max(((c, d) for c, d in v["max_abs_diff"].items() if isinstance(d, float)), key=lambda t: t[1])
+            lines += [
+                f"Same values: on {', '.join(checked[-1]['verify']['entities'])} at {checked[-1]['rows']:,} rows "
+                f"({v['rows']:,} rows, {len(v['columns'])} columns, NULLs included, `target_end` date by date) the "
+                f"engine's features differ from the fx step's by at most {diff_text(v['max'])} (largest in "
+                f"`{worst[0]}`; `ret` appears as `x`).",
+                "",
+            ]
+    return lines
+
+
+def render_engine_reruns() -> list[str]:
+    """One line per extra run of the engine and the fx step alone (``--tag engine...``), the largest size of each."""
+    lines = []
+    for path in sorted(RESULTS.glob("panel-engine*.json")):
+        run = json.loads(path.read_text())
+        largest = run["sizes"][-1]
+        r = engine_ratios(largest)
+        if r is None:
+            continue
+        impls = " ".join(largest["impls"])
+        lines.append(
+            f"- `benchmarks/results/{path.name}`, {run['started_utc'].replace('T', ' ')[:16]} UTC, `--impls {impls}`, "
+            f"{run['repeat']} rounds (load average at start {load_text(run['load_average_start'])}, at end "
+            f"{load_text(run['load_average_end'])}): at {largest['rows']:,} rows fx step {r['fx']['seconds']:.2f} s, "
+            f"engine {r['engine']['seconds']:.2f} s: {r['time']:.2f}× time (per round "
+            f"{'/'.join(f'{x:.2f}' for x in r['rounds'])}), {r['cpu']:.2f}× CPU s, {r['memory']:.2f}× peak RSS "
+            f"({r['fx']['peak_rss_mb']:,.0f} vs {r['engine']['peak_rss_mb']:,.0f} MiB)."
+        )
+    if not lines:
+        return []
+    return ["The same comparison in runs of its own (`--tag engine...`, results not in the table above):", "", *lines]
 
 
 def render_large(result: dict[str, Any]) -> str:
