@@ -85,7 +85,7 @@ def test_open_deals_with_unknown_keys_are_kept_flagged_and_scored(crm_runs: dict
     latest = snapshots[snapshots.snapshot_date == snapshots.snapshot_date.max()]
     # Every deal open at the latest month end is scored, those with no known account included.
     assert set(predictions.opportunity_id) == set(latest.opportunity_id)
-    assert latest.account_known.eq(0).any()
+    assert set(unknown.opportunity_id) & set(latest.opportunity_id)
     assert predictions.prediction.between(0, 1).all()
     assert {"model_version", "run_id", "feature_table_version"} <= set(predictions.columns)
 
@@ -130,7 +130,8 @@ def test_the_api_scores_a_deal_whose_account_is_unknown(crm_runs: dict[str, Any]
     stored = ctx.lake.read(ctx.usecase.tables.predictions).to_pandas().set_index("opportunity_id")
     snapshots = ctx.lake.read(ctx.usecase.tables.features).to_pandas()
     latest = snapshots[snapshots.snapshot_date == snapshots.snapshot_date.max()]
-    deal = str(latest[latest.account_known == 0].opportunity_id.iloc[0])
+    deals = ctx.lake.read(ctx.usecase.tables.gold).to_pandas()
+    deal = sorted(set(deals[~deals.account_known].opportunity_id) & set(latest.opportunity_id))[0]
     with TestClient(create_app(settings, ctx.usecase)) as http:
         resp = http.post("/v1/predict/by-key", json={"keys": [deal]}, headers={"X-API-Key": key})
     assert resp.status_code == 200, resp.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 from typing import Any
 
@@ -11,7 +12,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from sklearn.metrics import roc_auc_score
 
+from goldgate.context import Context
 from goldgate.features_crm import (
     LABEL_END,
     SNAPSHOT_KEYS,
@@ -21,6 +24,10 @@ from goldgate.features_crm import (
     snapshot_feature_columns,
     truncate_deals,
 )
+from goldgate.runner import run_pipeline
+from goldgate.settings import load_settings
+from goldgate.sources.crm_synthetic import Dirt, generate_crm
+from goldgate.usecase import load_usecase
 
 GOLD_SCHEMA = pa.schema(
     [
@@ -163,27 +170,45 @@ def test_prior_rates_count_deals_closed_on_or_before_the_snapshot(tiny_snapshots
     assert tiny_snapshots.loc[("D3", FEB), "manager_closed"] == 3
 
 
-def test_unknown_account_has_no_history_and_no_attributes(tiny_snapshots: pd.DataFrame) -> None:
-    row = tiny_snapshots.loc[("D8", MAR)]
-    assert row["account_known"] == 0
-    assert row["account_closed"] == 0
-    assert row["account_win_rate"] == pytest.approx(row["prior_win_rate"])
-    assert pd.isna(row["account_open_deals"])
-    assert pd.isna(row["is_subsidiary"])
-    assert pd.isna(row["account_age_years"])
+def test_no_feature_is_derived_from_the_account(tiny_snapshots: pd.DataFrame) -> None:
+    # D8 has no account, as a deal still open at the export date often has not: a fact of the export date, so
+    # neither the account's attributes nor its or its sector's history can be features of a past snapshot.
+    features = snapshot_feature_columns(list(tiny_snapshots.reset_index().columns))
+    assert features == [
+        "days_since_engage",
+        "sales_price",
+        "product_known",
+        "agent_known",
+        "month",
+        "prior_win_rate",
+        "prior_closed",
+        "agent_win_rate",
+        "agent_closed",
+        "manager_win_rate",
+        "manager_closed",
+        "office_win_rate",
+        "office_closed",
+        "product_win_rate",
+        "product_closed",
+        "series_win_rate",
+        "series_closed",
+        "agent_won_value",
+        "agent_days_since_win",
+        "agent_closed_3m",
+        "agent_open_deals",
+        "agent_open_value",
+    ]
+    assert tiny_snapshots.loc[("D8", MAR), features].notna().all()
 
 
 def test_deal_and_pipeline_features(tiny_snapshots: pd.DataFrame) -> None:
     d4_feb, d4_mar = tiny_snapshots.loc[("D4", FEB)], tiny_snapshots.loc[("D4", MAR)]
     assert d4_feb["days_since_engage"] == 9
     assert tiny_snapshots.loc[("D8", MAR), "days_since_engage"] == 0
-    assert d4_feb["account_age_years"] == 24
-    assert d4_feb["is_subsidiary"] == 1
     assert d4_feb["month"] == 2
-    # Agent A's open deals: D4 alone in February, D4 and D6 in March; Acme holds D3 and D4 in February.
+    # Agent A's open deals: D4 alone in February, D4 and D6 in March.
     assert (d4_feb["agent_open_deals"], d4_mar["agent_open_deals"]) == (1, 2)
     assert d4_mar["agent_open_value"] == 1100.0
-    assert d4_feb["account_open_deals"] == 2
     # A's only win (D1, 500) closed on Feb 15.
     assert (d4_feb["agent_days_since_win"], d4_mar["agent_days_since_win"]) == (14, 45)
     assert (d4_feb["agent_won_value"], tiny_snapshots.loc[("D1", JAN), "agent_won_value"]) == (500.0, 0.0)
@@ -203,7 +228,7 @@ def test_label_is_won_within_30_days_and_null_past_the_export(tiny_snapshots: pd
 def test_features_are_numeric_and_many(tiny_snapshots: pd.DataFrame, tiny: ir.Table) -> None:
     schema = build_snapshots(tiny).schema()
     features = snapshot_feature_columns(list(schema.names))
-    assert len(features) >= 23
+    assert len(features) >= 20
     assert all(schema[c].is_numeric() for c in features)
     assert schema["won_30d"].is_float64()
     assert schema[LABEL_END].is_date()
@@ -288,6 +313,66 @@ def test_generated_snapshots_are_point_in_time(generated: ir.Table, generated_sn
     assert len(snapshot_dates(generated)) == 15
     assert generated_snapshots.count().execute() > 2000
     assert check_point_in_time(build_snapshots, generated, generated_snapshots, dates=checked_dates(generated, 5)) == []
+
+
+ACCOUNT_COLUMNS = ("account", "sector", "year_established", "revenue", "employees", "office_location", "subsidiary_of")
+
+
+def blank_open_accounts(deals: ir.Table) -> ir.Table:
+    """The export as the CRM writes it when it leaves the account of every deal still open at its date empty."""
+    still_open = ~deals.deal_stage.isin(["Won", "Lost"])
+    blanked = {c: ibis.ifelse(still_open, ibis.null(deals[c].type()), deals[c]) for c in ACCOUNT_COLUMNS}
+    return deals.mutate(**blanked, account_known=deals.account_known & ~still_open)
+
+
+def test_features_are_the_same_when_open_deals_lose_their_account(
+    generated: ir.Table, generated_snapshots: ir.Table
+) -> None:
+    # Whether an account is empty is decided at the export date; a past snapshot must not be able to tell.
+    blanked = build_snapshots(blank_open_accounts(generated)).to_pyarrow().to_pandas()
+    pd.testing.assert_frame_equal(blanked, generated_snapshots.to_pyarrow().to_pandas())
+
+
+def auc(labels: pd.Series, scores: pd.Series) -> float:
+    """ROC AUC of ``scores`` for ``labels``, folded to at least 0.5: how well it separates them either way round."""
+    value = float(roc_auc_score(labels, scores)) if scores.nunique() > 1 else 0.5
+    return max(value, 1.0 - value)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """Labelled snapshot rows of a generated export, with ``no_account`` telling whether the deal has none.
+
+    Every deal still open at the export date lacks its account (the Maven export leaves most of them empty).
+    """
+    root = tmp_path_factory.mktemp("crm_missing_accounts")
+    generate_crm(root / "export", rows=2000, seed=11, dirt=dataclasses.replace(Dirt(), missing_account_rate=1.0))
+    ctx = Context(load_settings(workspace=root / "ws"), load_usecase("crm"), source=str(root / "export"))
+    run_pipeline(ctx, only=["ingest", "silver", "gold", "features"])
+    deals = ctx.lake.read(ctx.usecase.tables.gold).to_pandas()[["opportunity_id", "account"]]
+    snapshots = ctx.lake.read(ctx.usecase.tables.features).to_pandas()
+    labelled = snapshots[snapshots.won_30d.notna()].merge(deals, on="opportunity_id")
+    return labelled.assign(no_account=labelled.account.isna()).drop(columns="account")
+
+
+def test_account_missingness_is_a_leak_no_feature_carries(exported: pd.DataFrame) -> None:
+    label, no_account = exported.won_30d, exported.no_account
+    # The trait: at past month ends every deal without an account is labelled 0, and the flag alone ranks.
+    assert no_account.mean() > 0.05
+    assert label[no_account].eq(0).all()
+    assert auc(label, no_account) > 0.55
+    features = snapshot_feature_columns(list(exported.columns.drop("no_account")))
+    # No feature's missingness says anything about the label...
+    missing = {c: auc(label, exported[c].isna()) for c in features}
+    assert max(missing.values()) < 0.52, missing
+    # ...and the best single feature ranks the deals with an account as well as all deals: its power does not
+    # come from the rows without one (wherever its missing values are put).
+    low, high = exported[features].fillna(-1e18), exported[features].fillna(1e18)
+    power = {c: max(auc(label, low[c]), auc(label, high[c])) for c in features}
+    best = max(power, key=power.__getitem__)
+    with_account = ~no_account
+    alone = max(auc(label[with_account], low[best][with_account]), auc(label[with_account], high[best][with_account]))
+    assert power[best] - alone < 0.02, (best, power[best], alone)
 
 
 def peek_at_own_close(deals: ir.Table, **kwargs: Any) -> ir.Table:

@@ -2,9 +2,15 @@
 
 At every month end ``s``, from the first one by which a deal has closed, each deal that is open (engaged on or
 before ``s``, not closed by ``s``) becomes one row. Its features use only what was known at ``s``: the deal's own
-static attributes (product price, account size, ...), how long it has been open, the workload of its agent at
-``s``, and win rates of its agent, manager, office, account, product, series and sector computed from deals
-closed on or before ``s``. The label looks forward: was the deal won within ``label_days`` after ``s``.
+static attributes (product price, ...), how long it has been open, the workload of its agent at ``s``, and win
+rates of its agent, manager, office, product and series computed from deals closed on or before ``s``. The label
+looks forward: was the deal won within ``label_days`` after ``s``.
+
+No feature reads the deal's account. An export leaves the account empty on deals still open at the export date,
+so at a past snapshot an empty account foretells that the deal will not have closed by then. Any value derived
+from the account (its size, age and parent, the account's and sector's win rates, its open deals) would be
+missing, or a default, on exactly those rows; a model splits on that as readily as on a value, so these features
+are left out for every deal, not only for those without an account.
 
 The prior aggregates never join a snapshot with all deals: closed deals are counted per group and month, the
 counts are summed cumulatively over a dense group x snapshot grid, and the grid is joined to the open rows on
@@ -37,14 +43,13 @@ CLOSED_STAGES = ("Won", "Lost")
 # Stand-in close date of open deals, so the open-deal condition is two plain inequalities (a fast range join).
 _OPEN_FOREVER = date(9999, 12, 31)
 # Feature prefix -> gold column of the categories whose prior win rate and closed-deal count enter as features.
+# Account and sector are not among them: whether a deal has an account is known only at the export date.
 GROUPS: dict[str, str] = {
     "agent": "sales_agent",
     "manager": "manager",
     "office": "regional_office",
-    "account": "account",
     "product": "product",
     "series": "series",
-    "sector": "sector",
 }
 # Months (this one included) over which the agent's recent closed deals are counted.
 RECENT_MONTHS = 3
@@ -205,17 +210,14 @@ def smoothed_rate(won: ir.Value, closed: ir.Value, prior: ir.Value, smoothing: f
 
 
 def _static_features(t: ir.Table) -> dict[str, ir.Value]:
-    """Features of the deal itself and its account/product/agent references, plus the snapshot's calendar."""
+    """Features of the deal itself and its product/agent references, plus the snapshot's calendar.
+
+    The account's attributes are left out (see the module docstring).
+    """
     s = t.snapshot_date
     return {
         "days_since_engage": s.delta(t.engage_date, unit="day").cast("int64"),
         "sales_price": t.sales_price.cast("float64"),
-        "account_revenue": t.revenue.cast("float64"),
-        "account_employees": t.employees.cast("int64"),
-        "account_age_years": (s.year().cast("int64") - t.year_established.cast("int64")),
-        # Only an account found in the reference table says whether it is a subsidiary.
-        "is_subsidiary": ibis.ifelse(t.account_known, t.subsidiary_of.notnull().cast("int64"), ibis.null("int64")),
-        "account_known": t.account_known.cast("int64"),
         "product_known": t.product_known.cast("int64"),
         "agent_known": t.agent_known.cast("int64"),
         "month": s.month().cast("int64"),
@@ -238,17 +240,14 @@ def _history_features(t: ir.Table, smoothing: float) -> dict[str, ir.Value]:
     return cols
 
 
-def pipeline_load(rows: ir.Table) -> tuple[ir.Table, ir.Table]:
-    """Open pipeline at each snapshot: per agent its open deals and their list value, per account its open deals.
+def pipeline_load(rows: ir.Table) -> ir.Table:
+    """Open pipeline of each agent at each snapshot: its open deals and their list value.
 
     Aggregated and joined back rather than computed as window functions, which would sort the wide rows.
     """
-    agents = rows.group_by(["sales_agent", "snapshot_date"]).aggregate(
+    return rows.group_by(["sales_agent", "snapshot_date"]).aggregate(
         agent_open_deals=rows.count(), agent_open_value=rows.sales_price.sum().cast("float64")
     )
-    with_account = rows.filter(rows.account.notnull())
-    accounts = with_account.group_by(["account", "snapshot_date"]).aggregate(account_open_deals=with_account.count())
-    return agents, accounts
 
 
 def _label(t: ir.Table, target: str) -> dict[str, ir.Value]:
@@ -279,10 +278,9 @@ def build_snapshots(
     closed = closed_deals(deals, first_month)
 
     rows = open_deals(deals, snaps)
-    agent_load, account_load = pipeline_load(rows)
+    agent_load = pipeline_load(rows)
     rows = rows.left_join(global_history(closed, snaps), "snapshot_date")
     rows = rows.left_join(agent_load, ["sales_agent", "snapshot_date"])
-    rows = rows.left_join(account_load, ["account", "snapshot_date"])
     for prefix, key in GROUPS.items():
         history = group_history(closed, snaps, key, prefix, agent_extras=prefix == "agent")
         rows = rows.left_join(history, [key, "snapshot_date"])
@@ -293,7 +291,6 @@ def build_snapshots(
         **_history_features(rows, smoothing),
         agent_open_deals=rows.agent_open_deals.cast("int64"),
         agent_open_value=rows.agent_open_value,
-        account_open_deals=rows.account_open_deals.cast("int64"),
         **_label(rows, target),
         **{LABEL_END: rows[LABEL_END]},
     ).order_by(SNAPSHOT_KEYS)

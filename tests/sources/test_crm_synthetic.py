@@ -157,6 +157,23 @@ def test_win_rate_rises_with_agent_skill_and_account_size_and_falls_with_price(
     assert big > small + 0.03
 
 
+def test_won_share_falls_with_deal_length(clean: tuple[dict[str, int], dict[str, Rows]]) -> None:
+    # Stale deals are rarely won: the signal days since engage carries at a month end, with no account needed.
+    # Only deals engaged once closes have begun: the ramp-up stretches the length of earlier ones.
+    deals = [
+        d
+        for d in clean[1]["sales_pipeline"]
+        if d["deal_stage"] in ("Won", "Lost") and (d["engage_date"] or "") >= "2017-03-01"
+    ]
+    days = np.array(
+        [(date.fromisoformat(d["close_date"] or "") - date.fromisoformat(d["engage_date"] or "")).days for d in deals]
+    )
+    won = np.array([d["deal_stage"] == "Won" for d in deals])
+    short, middle, long = (won[m].mean() for m in (days <= 30, (days > 30) & (days <= 60), days > 60))
+    assert short > middle > long
+    assert short > long + 0.3
+
+
 def _raw(folder: Path, name: str) -> bytes:
     return (folder / f"{name}.csv").read_bytes()
 

@@ -2,12 +2,12 @@
 
 The four CSVs look like the public export (35 agents under 6 managers in 3 regional offices, 7 products, ~85
 accounts, 2016-10 to 2017-12) and carry a learnable signal: a deal's win probability is a logistic function of its
-agent's skill, its product's price (dearer products win less often) and its account's size (bigger accounts win
-more often), plus noise. Like the public export, it opens with months of engaged deals and no close: no deal
-closes before the sixth month, and those that would have closed earlier close in its first 30 days, in order.
-Deals whose close would fall after the export date are still open. ``Dirt`` adds the
-defects real exports have, at small rates, so that the pipeline's expectations, mappings and quarantine have
-something to catch; ``Dirt.none()`` writes a clean export.
+agent's skill, its product's price (dearer products win less often), its account's size (bigger accounts win
+more often) and its length from engage to close (stale deals, open long, are rarely won), plus noise. Like the
+public export, it opens with months of engaged deals and no close: no deal closes before the sixth month, and
+those that would have closed earlier close in its first 30 days, in order. Deals whose close would fall after the
+export date are still open. ``Dirt`` adds the defects real exports have, at small rates, so that the pipeline's
+expectations, mappings and quarantine have something to catch; ``Dirt.none()`` writes a clean export.
 
 Everything is drawn with numpy and written through pyarrow compute, so a million opportunities take seconds.
 """
@@ -83,6 +83,12 @@ ACCOUNT_PARTS = (
 AGENTS, MANAGERS = 35, 6
 # Days over which the deals that would have closed during the ramp-up close once closes start, in their order.
 BACKLOG_DAYS = 30
+# A deal's length in days is log-normal around this median.
+MEDIAN_DAYS = 45.0
+# Stale deals: the win logit falls by this much per e-fold of a deal's length (drawn before the ramp-up moves any
+# close), so a deal still open long after its engage date is less likely to be won than a young one. It is the
+# signal a point-in-time feature can see without the account: days since engage at the snapshot.
+STALE_SLOPE = 2.5
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,7 @@ class Dirt:
     product_spelling: bool = True  # "GTXPro" in sales_pipeline vs "GTX Pro" in products, on every such deal
     sector_typo_rate: float = 0.05  # of accounts: "technolgy" for "technology"
     agent_variant_rate: float = 0.02  # of deals: agent name in other case or with extra spaces
-    missing_account_rate: float = 0.15  # of open deals: empty account
+    missing_account_rate: float = 0.15  # of deals open at the export date: empty account, as in the public export
     unknown_product_rate: float = 0.002  # of deals: a product code products.csv does not list
     crlf: bool = True  # Windows line endings in every file
     bom: bool = True  # a UTF-8 byte-order mark on sales_pipeline.csv
@@ -246,9 +252,8 @@ def make_deals(
     # Volume density rises linearly to 2.5x the opening level: inverse CDF of (1 + 1.5 t) on [0, 1].
     t = (np.sqrt(1.0 + 5.25 * rng.random(n)) - 1.0) / 1.5
     engage = first + np.floor(t * span).astype(np.int64).astype("timedelta64[D]")
-    close = engage + np.maximum(1, np.round(rng.lognormal(np.log(45.0), 0.7, n))).astype(np.int64).astype(
-        "timedelta64[D]"
-    )
+    duration = np.maximum(1, np.round(rng.lognormal(np.log(MEDIAN_DAYS), 0.7, n))).astype(np.int64)
+    close = engage + duration.astype("timedelta64[D]")
     close = ramp_up(close, first, (np.datetime64(start, "M") + ramp_months).astype("datetime64[D]"))
     price = np.array([p[2] for p in PRODUCTS], dtype=float)
     log_price = np.log(price[product])
@@ -257,6 +262,7 @@ def make_deals(
         + agents["skill"][agent]
         - 0.35 * (log_price - log_price.mean())
         + 0.4 * accounts["size"][account]
+        - STALE_SLOPE * (np.log(duration) - np.log(MEDIAN_DAYS))
         + rng.normal(0.0, 0.3, n)
     )
     won = rng.random(n) < 1.0 / (1.0 + np.exp(-logit))
