@@ -845,10 +845,11 @@ def render_engine(result: dict[str, Any]) -> list[str]:
         "Where the difference comes from, as the two steps compile for this YAML: the fx step sorts the full rows by "
         "entity and date once (lags, volatilities and the target in one projection) and takes the per-date "
         "reference return and mean volatility from a narrow (entity, date, return) projection grouped by date, "
-        "joined back on the date. The engine's plan windows over the full rows four times: by entity (lags, "
-        "volatilities) and by date (`versus`) in its first stage, by date again for `demean` (it reads `rv_5`, so a "
-        "second stage, over every column the first produced), and by entity again for the target in the final "
-        "projection.",
+        "joined back on the date. The engine does the same for `versus` and `demean`: it reads (entity, date, "
+        "return) from gold again, computes `rv_5` there (a window over the narrow rows), groups by date and joins "
+        "both statistics back on the date, so no window sorts the full rows by date and the `demean` stage is a "
+        "projection. Its plan still windows over the full rows twice, both by entity: lags and volatilities in its "
+        "first stage, the target in the final projection.",
         "",
         *render_engine_reruns(),
         "",

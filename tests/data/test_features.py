@@ -608,6 +608,26 @@ def test_versus_subtracts_the_reference_entitys_value_at_the_same_time() -> None
     assert got[got.store == "a"].x_vs_a.dropna().eq(0).all()
 
 
+def test_demean_and_versus_of_earlier_outputs_and_row_sql_read_the_rows_at_t() -> None:
+    uc = derive(
+        {"op": "rolling", "column": "xy", "window": 2, "stats": ["mean"], "name": "m2"},
+        {"op": "lag", "column": "m2", "periods": [1]},
+        {"op": "demean", "column": "m2_lag1"},
+        {"op": "versus", "column": "xy", "entity": "a", "scale": 2.0, "name": "xy_vs_a"},
+        {"op": "demean", "column": "xy_vs_a"},
+        sql={"xy": "x * y"},
+    )
+    got, df = build(uc), reference()
+    xy = df.x * df.y
+    lagged = xy.groupby(df.store).transform(lambda s: s.rolling(2).mean().shift(1))
+    close(got.m2_lag1_xs_demean, lagged - lagged.groupby(df.date).transform("mean"))
+    # store a has no x on Jan 3: every store's value against it is NULL that day
+    versus = 2.0 * (xy - df.date.map(xy[df.store == "a"].groupby(df.date).first()))
+    assert versus[df.date == date(2024, 1, 3)].isna().all()
+    close(got.xy_vs_a, versus)
+    close(got.xy_vs_a_xs_demean, versus - versus.groupby(df.date).transform("mean"))
+
+
 def test_row_sql_features_come_first_and_later_ops_read_them() -> None:
     uc = derive({"op": "lag", "column": "xy", "periods": [1]}, sql={"xy": "x * y"}, values=False)
     got, df = build(uc), reference()

@@ -63,6 +63,8 @@ _SPAN_SECONDS = {"min": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
 ROW_NUMBER = "_gg_row"
 ROWS_SO_FAR = "_gg_rows_so_far"
 _CODE_KEY = "_gg_code_key"
+# The entity, the time and the given gold or row-SQL columns, read from gold for a per-time statistic.
+NarrowSource = Callable[[list[str]], ir.Table]
 
 
 @dataclass(frozen=True)
@@ -284,9 +286,14 @@ def with_sql_features(gold: ir.Table, usecase: UseCase) -> ir.Table:
         check_row_sql(name, sql, hidden, usecase.name)
         if name in gold.columns:
             raise FeatureSpecError(f"use case {usecase.name}: features.sql '{name}' is already a gold column")
+    return _add_row_sql(gold, spec.sql)
+
+
+def _add_row_sql(table: ir.Table, sql: dict[str, str]) -> ir.Table:
+    """``table`` with the row-level SQL features ``sql`` (name -> DuckDB SQL) added as float64 columns."""
     alias = f"__rowsql_{next(_ALIASES)}"
-    exprs = ", ".join(f'CAST(({sql}) AS DOUBLE) AS "{name}"' for name, sql in spec.sql.items())
-    return run_duckdb_sql(gold.alias(alias), f"SELECT *, {exprs} FROM {alias}")  # noqa: S608 - the use case's SQL
+    exprs = ", ".join(f'CAST(({text}) AS DOUBLE) AS "{name}"' for name, text in sql.items())
+    return run_duckdb_sql(table.alias(alias), f"SELECT *, {exprs} FROM {alias}")  # noqa: S608 - the use case's SQL
 
 
 def feature_names(gold_columns: dict[str, str], usecase: UseCase) -> list[str]:
@@ -383,16 +390,76 @@ def _ewm(table: ir.Table, x: ir.NumericValue, op: Derive, keys: Keys) -> ir.Valu
 
 
 def _cross_section(table: ir.Table, x: ir.NumericValue, op: Derive, keys: Keys) -> ir.Value:
-    """Percent rank among the entities with a value at t, or the value minus their mean (or one entity's) at t."""
+    """Percent rank among the entities with a value at t, or the value minus the per-time statistic that
+    ``_with_time_stats`` joined to ``table``: the entities' mean at t, or the reference entity's value at t."""
     if op.op == "rank":
         peers = ibis.window(group_by=[table[keys.time], x.isnull()], order_by=x)
         return ibis.ifelse(x.isnull(), ibis.null("float64"), x.percent_rank().over(peers))
-    same_time = ibis.window(group_by=keys.time)
+    return x - table[_stat_column(op)]
+
+
+def _stat_column(op: Derive) -> str:
+    return f"_gg_xs_{op_names(op)[0]}"
+
+
+def _time_stat(narrow: ir.Table, op: Derive, keys: Keys) -> ir.Value:
+    """Per time step: the mean of the op's input over the entities with a value (demean), or the reference
+    entity's value (versus; keys are unique, so max() picks its one row, NULL without one)."""
+    x = to_float(narrow[op.column])
+    assert x is not None  # checked by plan()
     if op.op == "versus":
-        # Keys are unique, so at most one row per time step is the reference entity's: max() picks it.
-        reference = ibis.ifelse(table[keys.entity].cast("string") == str(op.entity), x, ibis.null("float64"))
-        return x - reference.max().over(same_time)
-    return x - x.mean().over(same_time)
+        return ibis.ifelse(narrow[keys.entity].cast("string") == str(op.entity), x, ibis.null("float64")).max()
+    return x.mean()
+
+
+def _chain(ops: list[Derive], index: int, columns: list[str]) -> tuple[list[str], set[int]]:
+    """The columns of ``columns`` and the earlier ops that the input of ``ops[index]`` is computed from."""
+
+    def produces(op: Derive, name: str) -> bool:
+        # onehot names come from the data: any "<col>_..." may be one (one op too many only costs time)
+        onehot = op.op == "encode" and op.method == "onehot" and op.name is None
+        return name in op_names(op) or (onehot and name.startswith(f"{op.column}_"))
+
+    read: list[str] = []
+    needed: set[int] = set()
+    todo = [ops[index].column]
+    while todo:
+        name = todo.pop()
+        if name in columns:
+            read.append(name)
+            continue
+        for j in range(index):
+            if j not in needed and produces(ops[j], name):
+                needed.add(j)
+                todo.append(ops[j].column)
+    return read, needed
+
+
+def _with_time_stats(
+    table: ir.Table, source: ir.Table, ops: list[Derive], keys: Keys, narrow_source: NarrowSource
+) -> ir.Table:
+    """``table`` with the per-time statistic of every ``demean`` and ``versus`` op, joined on the time column.
+
+    The statistics read one column per row, so they are computed on one narrow table (the entity, the time and
+    the columns of ``source`` their inputs are computed from, read again from gold by ``narrow_source``, the
+    earlier ops they depend on compiled again there) and grouped by time: the wide rows are never sorted by
+    time. Reading gold again rather than ``source`` keeps ``source`` used once, so the engine streams it
+    instead of keeping it in memory for a second reader.
+    """
+    stat_ops = [(index, op) for index, op in enumerate(ops) if op.op in ("demean", "versus")]
+    if not stat_ops:
+        return table
+    read: list[str] = []
+    needed: set[int] = set()
+    for index, _ in stat_ops:
+        columns, chain = _chain(ops, index, source.columns)
+        read.extend(columns)
+        needed |= chain
+    narrow, _ = _derive(narrow_source(list(dict.fromkeys(read))), [ops[j] for j in sorted(needed)], keys, narrow_source)
+    stats = narrow.group_by(_gg_xs_time=narrow[keys.time]).aggregate(
+        **{_stat_column(op): _time_stat(narrow, op, keys) for _, op in stat_ops}
+    )
+    return table.left_join(stats, table[keys.time] == stats._gg_xs_time).drop("_gg_xs_time")
 
 
 # Symbols that carry meaning in category values ('< 1 year', '10+ years', '5%'), spelled out in column names.
@@ -484,11 +551,14 @@ def _compile(table: ir.Table, op: Derive, keys: Keys) -> dict[str, ir.Value]:
     return {n: (e * scale if scale != 1 else e).cast("float64") for n, e in exprs.items()}
 
 
-def _derive(table: ir.Table, ops: list[Derive], keys: Keys) -> tuple[ir.Table, list[list[str]]]:
-    """Every op's outputs added to ``table``, in order; ops that read no earlier output share one stage.
+def _derive(
+    source: ir.Table, ops: list[Derive], keys: Keys, narrow_source: NarrowSource
+) -> tuple[ir.Table, list[list[str]]]:
+    """Every op's outputs added to ``source``, in order; ops that read no earlier output share one stage.
 
     A stage is one projection, so its window functions share the engine's sort by entity and time.
     """
+    table = _with_time_stats(_with_helpers(source, ops, keys), source, ops, keys, narrow_source)
     pending: dict[str, ir.Value] = {}
     outputs: list[list[str]] = []
     for op in ops:
@@ -551,17 +621,34 @@ def _features(table: ir.Table, steps: Plan, derived: list[list[str]]) -> dict[st
     return features
 
 
+def _narrow_gold(gold: ir.Table, usecase: UseCase, keys: Keys) -> NarrowSource:
+    """Reads the entity, the time and the given gold or row-SQL columns from ``gold`` (before the row SQL),
+    computing only the row-SQL features asked for, from the gold columns they read."""
+    sql = _dsl(usecase).sql
+    by_folded = {c.lower(): c for c in gold.columns}  # DuckDB SQL matches column names in any case
+
+    def narrow(columns: list[str]) -> ir.Table:
+        wanted = {name: sql[name] for name in columns if name in sql}
+        names = {c.lower() for text in wanted.values() for c in _columns_read(text) or set()}
+        read = [by_folded[c] for c in sorted(names) if c in by_folded]
+        plain = [c for c in columns if c not in wanted]
+        table = gold.select(*dict.fromkeys([keys.entity, keys.time, *plain, *read]))
+        return _add_row_sql(table, wanted) if wanted else table
+
+    return narrow
+
+
 def build_dsl_features(gold: ir.Table, usecase: UseCase) -> ir.Table:
     """The feature table of a DSL use case: keys, float64 features, the target and ``target_end`` if any.
 
     Every gold row is kept (rows whose target is not known yet have a NULL target: they are scored). Rows come
     in no particular order; readers sort.
     """
+    raw = gold
     gold = with_sql_features(gold, usecase)
     steps = plan(dict(gold.schema().items()), usecase)
     ops = [*steps.ops, *steps.encodes.values()]
-    table = _with_helpers(target_inputs(gold, usecase), ops, steps.keys)
-    table, derived = _derive(table, ops, steps.keys)
+    table, derived = _derive(target_inputs(gold, usecase), ops, steps.keys, _narrow_gold(raw, usecase, steps.keys))
     features = _features(table, steps, derived)
     target = build_target(table, usecase)
     log.debug("use case %s: %d DSL features", usecase.name, len(features))
