@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -311,8 +311,8 @@ class SnapshotFeatures(_Strict):
     smoothing: float = Field(default=10.0, ge=0, description="Pseudo-deals pulling prior win rates to the global.")
 
 
-ROLLING_STATS = ("mean", "std", "rms", "min", "max", "sum", "count")
-CALENDAR_PARTS = (
+RollingStat = Literal["mean", "std", "rms", "min", "max", "sum", "count"]
+CalendarPart = Literal[
     "day_of_week",
     "day_of_month",
     "day_of_year",
@@ -323,9 +323,10 @@ CALENDAR_PARTS = (
     "hour",
     "minute",
     "is_weekend",
-)
+]
+ROLLING_STATS: tuple[str, ...] = get_args(RollingStat)
+CALENDAR_PARTS: tuple[str, ...] = get_args(CalendarPart)
 _SPAN = r"^[1-9][0-9]*(min|h|d|w)$"
-RollingStat = Literal["mean", "std", "rms", "min", "max", "sum", "count"]
 
 
 def _default_stats() -> list[RollingStat]:
@@ -348,9 +349,7 @@ class Derive(_Strict):
     span: str | None = Field(
         default=None, pattern=_SPAN, description="rolling: a time span ending at t ('30min', '12h', '7d', '4w')."
     )
-    stats: list[Literal["mean", "std", "rms", "min", "max", "sum", "count"]] = Field(
-        default_factory=_default_stats, min_length=1
-    )
+    stats: list[RollingStat] = Field(default_factory=_default_stats, min_length=1)
     min_periods: int | None = Field(
         default=None, ge=1, description="rolling by rows: values needed (default: the whole window), else NULL."
     )
@@ -384,20 +383,9 @@ class DslFeatures(_Strict):
         "functions or subqueries); derive ops may read them.",
     )
     values: bool = Field(default=True, description="Every feature column's own value at t is a feature.")
-    calendar: list[
-        Literal[
-            "day_of_week",
-            "day_of_month",
-            "day_of_year",
-            "week",
-            "month",
-            "quarter",
-            "year",
-            "hour",
-            "minute",
-            "is_weekend",
-        ]
-    ] = Field(default_factory=list, description="Parts of the time column (known in advance).")
+    calendar: list[CalendarPart] = Field(
+        default_factory=list, description="Parts of the time column (known in advance)."
+    )
     derive: list[Derive] = Field(default_factory=list)
     encode_strings: Literal["onehot", "ordinal", "frequency", "drop"] = Field(
         default="onehot", description="Text feature columns without an encode op of their own."
