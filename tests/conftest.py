@@ -31,6 +31,25 @@ def slice_usecase_dict() -> dict[str, Any]:
     return data
 
 
+def small_crm_dict() -> dict[str, Any]:
+    """The bundled crm use case with two quick candidates (the full one also fits a random forest).
+
+    The shipped policy stands, but for two rules that depend on the machine and on the sample size: single-row
+    latency (a loaded CI machine) and the calibration tolerance (a few thousand deals give noisy ECE estimates).
+    """
+    from importlib import resources
+
+    data = yaml.safe_load((resources.files("goldgate") / "usecases" / "crm.yaml").read_text(encoding="utf-8"))
+    data["name"] = "crm_small"
+    data["models"]["registered_name"] = "crm_small_win"
+    data["models"]["candidates"] = [c for c in data["models"]["candidates"] if c["name"] in ("logistic", "lightgbm")]
+    data["models"]["candidates"][-1]["params"]["n_estimators"] = 60
+    data["gate"]["bootstrap_resamples"] = 200
+    data["gate"]["latency_budget_ms"] = None
+    data["gate"]["ece_tolerance"] = 0.05
+    return dict(data)
+
+
 @pytest.fixture(scope="session")
 def slice_usecase_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("usecase") / "fx_slice.yaml"

@@ -8,16 +8,13 @@ produced tables and metrics). The full-size figures are ``benchmarks/golden.py``
 
 from __future__ import annotations
 
-import copy
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from conftest import slice_usecase_dict
+from conftest import slice_usecase_dict, small_crm_dict
 from golden.figures import RECORD_ENV, collect, compare, describe, load, produced_something, run_steps, save
 from goldgate.sources.crm_synthetic import generate_crm
 from goldgate.usecase import UseCase, parse_usecase
@@ -35,17 +32,8 @@ def fx_slice_usecase() -> UseCase:
 
 
 def crm_small_usecase() -> UseCase:
-    """The bundled crm use case with the logistic and a small LightGBM, cut like the crm end-to-end test's."""
-    data = yaml.safe_load((resources.files("goldgate") / "usecases" / "crm.yaml").read_text(encoding="utf-8"))
-    data = copy.deepcopy(data)
-    data["name"] = "crm_small"
-    data["models"]["registered_name"] = "crm_small_win"
-    data["models"]["candidates"] = [c for c in data["models"]["candidates"] if c["name"] in ("logistic", "lightgbm")]
-    data["models"]["candidates"][-1]["params"]["n_estimators"] = 60
-    data["gate"]["bootstrap_resamples"] = 200
-    data["gate"]["latency_budget_ms"] = None
-    data["gate"]["ece_tolerance"] = 0.05
-    return parse_usecase(data, "crm_small (golden figures)")
+    """The small crm use case of the crm end-to-end test (logistic and a small LightGBM)."""
+    return parse_usecase(small_crm_dict(), "crm_small (golden figures)")
 
 
 def check_or_record(figures: dict[str, Any], recorded: Path) -> None:

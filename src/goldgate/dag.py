@@ -5,10 +5,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from goldgate.context import Context
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -20,9 +17,10 @@ class Step:
     uses_mlflow: bool = False
 
     @property
-    def func(self) -> Callable[[Context], dict[str, Any]]:
+    def func(self) -> Callable[..., dict[str, Any]]:
         module, _, attr = self.target.partition(":")
-        fn: Callable[[Context], dict[str, Any]] = getattr(importlib.import_module(module), attr)
+        # A step takes the run's Context; it is not imported here, so the use-case schema may read STEP_NAMES.
+        fn: Callable[..., dict[str, Any]] = getattr(importlib.import_module(module), attr)
         return fn
 
 

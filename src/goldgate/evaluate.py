@@ -514,7 +514,7 @@ def evaluate_training_run(
 
 
 def log_evaluation(evaluation: Evaluation, predictions: pd.DataFrame) -> None:
-    """Per-fold metrics on every model run; the record, predictions and plot on the training run."""
+    """Per-fold metrics on every model run; the record, predictions and backtest plot on the training run."""
     import tempfile
     from pathlib import Path
 
@@ -538,9 +538,6 @@ def log_evaluation(evaluation: Evaluation, predictions: pd.DataFrame) -> None:
     fig = plot_backtest(evaluation)
     client.log_figure(run_id, fig, PLOT_FILE)
     plt.close(fig)
-    from goldgate.plots import log_training_plots
-
-    log_training_plots(client, evaluation, predictions)  # predicted vs actual, importance, calibration
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / PREDICTIONS_FILE
         predictions.to_parquet(path, index=False)

@@ -233,6 +233,9 @@ def evaluate(ctx: Context) -> dict[str, Any]:
     frame = _pinned_frame(ctx, dataset_version_of(run))
     evaluation, predictions = evaluate_training_run(run, frame, uc, champion_score(uc.models.registered_name))
     log_evaluation(evaluation, predictions)
+    from goldgate.plots import log_training_plots  # matplotlib only when a backtest is logged
+
+    log_training_plots(mlflow.MlflowClient(), evaluation, predictions)  # predicted vs actual, importance, calibration
     return evaluation.to_dict()
 
 
