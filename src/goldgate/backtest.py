@@ -65,6 +65,18 @@ def assign_kfold(groups: pd.Series, labels: pd.Series | None, n_folds: int, seed
     return folds
 
 
+def time_points(values: pd.Series) -> np.ndarray:
+    """Each row's time as the backtest keys it: its date for daily (or coarser) data, its timestamp intraday.
+
+    Keying an intraday row by its date alone would pair every bar of a day with every other in a comparison,
+    and would give a panel's predictions of one day the same key.
+    """
+    stamps = pd.to_datetime(values)
+    if bool((stamps != stamps.dt.normalize()).any()):
+        return stamps.to_numpy()
+    return stamps.dt.date.to_numpy()
+
+
 def distinct_days(dates: pd.Series) -> list[date]:
     """Sorted distinct calendar dates of a column."""
     return sorted(pd.unique(pd.to_datetime(dates).dt.date))

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from goldgate.backtest import Fold, fold_rows
+from goldgate.backtest import Fold, fold_rows, time_points
 from goldgate.bootstrap import paired_block_bootstrap
 from goldgate.features import model_feature_columns
 from goldgate.metrics import expected_calibration_error, loss_rows, task_metrics
@@ -135,17 +135,6 @@ def run_backtest(frame: pd.DataFrame, folds: list[Fold], scorers: dict[str, Scor
                 )
             )
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-
-
-def time_points(values: pd.Series) -> np.ndarray:
-    """Each row's time as the backtest keys it: its date for daily (or coarser) data, its timestamp intraday.
-
-    Keying an intraday row by its date alone would pair every bar of a day with every other in a comparison.
-    """
-    stamps = pd.to_datetime(values)
-    if bool((stamps != stamps.dt.normalize()).any()):
-        return stamps.to_numpy()
-    return stamps.dt.date.to_numpy()
 
 
 def _metrics_by_fold(rows: pd.DataFrame, task: str) -> list[dict[str, float]]:

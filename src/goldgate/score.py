@@ -15,6 +15,7 @@ import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
 
+from goldgate.backtest import time_points
 from goldgate.usecase import UseCase
 
 # Predictions are keyed by the use case's entity column plus these.
@@ -46,13 +47,10 @@ def with_lineage(
     scored_at: datetime,
 ) -> pa.Table:
     """Prediction rows keyed by entity and date, with the model and data they came from."""
-    stamps = pd.to_datetime(rows[time_col])
-    intraday = bool((stamps != stamps.dt.normalize()).any())
     out = pd.DataFrame(
         {
             entity: rows[entity].astype(str),
-            # A daily (or coarser) series is keyed by date; an intraday one by its timestamp.
-            "as_of": stamps if intraday else stamps.dt.date,
+            "as_of": time_points(rows[time_col]),
             "prediction": pd.Series(predictions, dtype="float64").to_numpy(),
         }
     )
