@@ -17,7 +17,8 @@ once per size into the scratch folder. Implementations:
   deals on or before ``M`` (``agent_closed``), the agent's win rate smoothed toward the global rate,
   ``(won + 10 * global) / (closed + 10)`` (``agent_win_rate``, NULL before the first close), and the label
   ``won_30d``: 1 when the deal is Won with a close date on or before ``M + 30 days``, else 0, NULL when
-  ``M + 30 days`` is after the export date. These are goldgate's definitions (``goldgate.features_crm``).
+  ``M + 30 days`` is after the export date. These are goldgate's definitions (the crm use case's snapshot
+  features in ``src/goldgate/usecases/crm.yaml``).
 
 Every implementation x size runs in a fresh subprocess, round robin, ``--repeat`` times, with a per-run timeout
 (recorded as a time-out, not raised); reported: median wall seconds from the first read to the written output
@@ -56,7 +57,7 @@ START, END = "<!-- crm:start -->", "<!-- crm:end -->"
 AFTER = "<!-- layers:end -->"
 
 SEED = 42
-SMOOTHING = 10.0  # goldgate's crm.yaml features.smoothing
+SMOOTHING = 10.0  # goldgate's crm.yaml: the smoothing of the win-rate aggregates
 LABEL_DAYS = 30  # goldgate's crm.yaml target.horizon
 STEPS = ["ingest", "silver", "gold", "features"]
 IMPLS = ("pandas", "polars", "duckdb", "goldgate")
@@ -306,8 +307,8 @@ def child(args: argparse.Namespace) -> None:  # pragma: no cover - runs in the s
     out: dict[str, Any] = {}
     if args.impl == "goldgate":
         # Start-up imports are not the steps' cost.
-        import goldgate.pipeline
-        import goldgate.pipeline_crm  # noqa: F401
+        import goldgate.data.snapshots
+        import goldgate.pipeline  # noqa: F401
 
         ctx = goldgate_context(args.workspace, args.source)
         ctx.lake  # noqa: B018  opens the DuckDB connection before the clock starts

@@ -34,7 +34,10 @@ def bench_usecase(workspace: Path, currencies: list[str] | None = None) -> Path:
 
     data = yaml.safe_load((resources.files("goldgate") / "usecases" / "fx.yaml").read_text())
     data["name"] = "fx_bench"
-    data["features"]["cross_reference"] = "AAA"
+    # The synthetic file's first currency is the cross-rate reference (the versus op of fx's feature DSL).
+    data["features"]["derive"] = [
+        {**d, "entity": "AAA"} if d["op"] == "versus" else d for d in data["features"]["derive"]
+    ]
     path = workspace / "fx_bench.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

@@ -15,10 +15,12 @@ sample standard deviation of the next 5 rows. Implementations, Parquet in and Pa
 * ``duckdb``: one SQL statement with window functions, ``COPY ... TO`` Parquet, DuckDB's default settings;
 * ``goldgate_ref``: the same reference spec written in Ibis, read from and merged into Delta through
   ``goldgate.lake.Lake`` (Delta in, Delta out, goldgate's DuckDB connection and memory ceiling);
-* ``goldgate_fx``: goldgate's own ``features`` step (``goldgate.pipeline.features``) on the panel loaded as the
-  gold returns table of an fx use case: it computes goldgate's fx feature set, not the reference one (see the doc);
-* ``goldgate_engine``: the same gold table featurized by the declarative engine (``goldgate.steps.features``) with
-  the fx feature set declared in tests/golden/fx_engine.yaml: the same feature values as ``goldgate_fx``.
+* ``goldgate_fx``: the hard-wired fx feature code that preceded the declarative engine, kept frozen in
+  ``benchmarks/fx_reference.py``, on the panel loaded as the gold returns table of an fx use case: it computes
+  goldgate's fx feature set, not the reference one (see the doc);
+* ``goldgate_engine``: the same gold table featurized by goldgate's ``features`` step, the declarative engine
+  (``goldgate.steps.features``), with the fx feature set the bundled fx.yaml declares: the same feature values as
+  ``goldgate_fx``.
 
 Every implementation x size runs in a fresh subprocess, ``--repeat`` times; reported: median seconds from the
 read to the written output (interpreter start-up and imports excluded, the process's own wall also recorded),
@@ -71,7 +73,7 @@ LABELS = {
     "polars": "Polars lazy",
     "duckdb": "DuckDB SQL (bare)",
     "goldgate_ref": "goldgate lake, reference spec in Ibis",
-    "goldgate_fx": "goldgate features step (fx set)",
+    "goldgate_fx": "goldgate pre-engine fx step (fx set, frozen)",
     "goldgate_engine": "goldgate declarative engine (fx set in YAML)",
 }
 GOLD = "gold.fx_returns"
@@ -81,7 +83,7 @@ REF_TABLE = "gold.panel_features"
 OUTPUT_TABLES = {"goldgate_ref": REF_TABLE, "goldgate_fx": FX_FEATURES, "goldgate_engine": ENGINE_FEATURES}
 USECASE_FILES = {"goldgate_engine": "fx_panel_engine.yaml"}  # the others run the bundled fx use case's copy
 FX_USECASE_FILE = "fx_panel_bench.yaml"
-ENGINE_YAML = ROOT / "tests" / "golden" / "fx_engine.yaml"
+ENGINE_YAML = ROOT / "src" / "goldgate" / "usecases" / "fx.yaml"  # fx, pure YAML on the declarative engine
 # The gold returns table load_gold writes: entity, time, then the value columns.
 GOLD_ENTITY, GOLD_TIME = "currency", "date"
 # Aim: the declarative engine costs no more than the hard-wired step (time and peak memory, at the largest size).
@@ -142,22 +144,30 @@ def write_panel(path: Path, rows: int, seed: int = 0) -> dict[str, int]:
     return {"entities": entities, "days": DAYS, "rows": entities * DAYS}
 
 
+def _versus(data: dict[str, Any]) -> dict[str, Any]:
+    """The one ``versus`` op of an fx use case's features (the cross-rate reference)."""
+    versus = [d for d in data["features"]["derive"] if d["op"] == "versus"]
+    if len(versus) != 1:
+        raise ValueError(f"{ENGINE_YAML}: expected one versus op, found {len(versus)}")
+    return dict(versus[0])
+
+
 def fx_usecase(workspace: Path, reference: str) -> Path:
     """The bundled fx use case, renamed, with the panel's first entity as the cross-rate reference."""
-    from importlib import resources
-
     import yaml
 
-    data = yaml.safe_load((resources.files("goldgate") / "usecases" / "fx.yaml").read_text())
+    data = yaml.safe_load(ENGINE_YAML.read_text(encoding="utf-8"))
     data["name"] = "fx_panel_bench"
-    data["features"]["cross_reference"] = reference
+    data["features"]["derive"] = [
+        {**d, "entity": reference} if d["op"] == "versus" else d for d in data["features"]["derive"]
+    ]
     path = workspace / FX_USECASE_FILE
-    path.write_text(yaml.safe_dump(data))
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
 
 def engine_usecase(workspace: Path, reference: str) -> Path:
-    """tests/golden/fx_engine.yaml on the panel: tables in the workspace, the panel's keys, ``versus`` a panel entity.
+    """The bundled fx.yaml on the panel: tables in the workspace, the panel's keys, ``versus`` a panel entity.
 
     Gold is the table ``load_gold`` writes (``gold.fx_returns``: currency, date, rate, log_return); the engine writes
     its features to a table of its own so that they can be compared with the hard-wired step's.
@@ -180,10 +190,10 @@ def engine_usecase(workspace: Path, reference: str) -> Path:
             f"{ENGINE_YAML}: entity '{roles.get('entity')}' and time '{roles.get('time')}' are not the gold table's "
             f"keys ({GOLD_ENTITY}, {GOLD_TIME})"
         )
-    versus = [d for d in data["features"]["derive"] if d["op"] == "versus"]
-    if len(versus) != 1:
-        raise ValueError(f"{ENGINE_YAML}: expected one versus op, found {len(versus)}")
-    versus[0]["entity"] = reference
+    _versus(data)  # exactly one
+    data["features"]["derive"] = [
+        {**d, "entity": reference} if d["op"] == "versus" else d for d in data["features"]["derive"]
+    ]
     path = workspace / USECASE_FILES["goldgate_engine"]
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -298,7 +308,16 @@ def run_goldgate_ref(ctx: Any) -> int:
 
 
 def run_goldgate_fx(ctx: Any) -> int:
-    """The ``features`` step as ``goldgate run`` calls it: the hard-wired fx step, or the engine's (a file use case)."""
+    """The frozen pre-engine fx features step (``benchmarks/fx_reference.py``), with the use case's cross reference."""
+    from fx_reference import FxSpec, features_step
+
+    versus = next(d for d in ctx.usecase.features.derive if d.op == "versus")
+    spec = FxSpec(cross_reference=str(versus.entity))
+    return int(features_step(ctx.lake, GOLD, FX_FEATURES, spec)["inserted"])
+
+
+def run_goldgate_engine(ctx: Any) -> int:
+    """The ``features`` step as ``goldgate run`` calls it: the declarative engine on the use case's YAML."""
     from goldgate.dag import get_step
     from goldgate.runner import run_step
 
@@ -335,7 +354,8 @@ def child(args: argparse.Namespace) -> None:  # pragma: no cover - runs in the s
         out["start_rss_mb"] = rss_mb()
         cpu = resource.getrusage(resource.RUSAGE_SELF)
         started = time.perf_counter()
-        rows = run_goldgate_ref(ctx) if args.impl == "goldgate_ref" else run_goldgate_fx(ctx)
+        runner = {"goldgate_ref": run_goldgate_ref, "goldgate_fx": run_goldgate_fx}.get(args.impl, run_goldgate_engine)
+        rows = runner(ctx)
         out["duckdb_memory_limit"] = ctx.settings.duckdb_memory_limit
     else:
         if args.impl == "pandas":
@@ -815,10 +835,10 @@ def render_engine(result: dict[str, Any]) -> list[str]:
         "### The declarative engine vs the hard-wired fx step",
         "",
         f"*{LABELS['goldgate_engine']}* runs the same `features` step entry point on the same `{GOLD}` table, for a "
-        "use case written as YAML: tests/golden/fx_engine.yaml with its tables pointed at the benchmark workspace and "
-        "its `versus` reference set to the panel's first entity, as the fx copy's `cross_reference` is. The engine "
-        "compiles the declared features (row SQL, lags, rolling RMS, `versus`, `demean`, calendar parts, the "
-        "aggregate target) to Ibis (`goldgate.data.features.build_dsl_features`) and merges the result into "
+        "use case written as YAML: the bundled fx.yaml with its tables pointed at the benchmark workspace and "
+        "its `versus` reference set to the panel's first entity, as the frozen fx step's `cross_reference` is. "
+        "The engine compiles the declared features (row SQL, lags, rolling RMS, `versus`, `demean`, calendar parts, "
+        "the aggregate target) to Ibis (`goldgate.data.features.build_dsl_features`) and merges the result into "
         f"`{ENGINE_FEATURES}`. Ratios per size from the medians; 'per round' divides the two runs of the same round "
         "(they run one after the other, so a burst of load on the shared machine hits both); CPU s is the process's "
         "user + system time, less sensitive to other work on the machine than the wall clock; the load is the "

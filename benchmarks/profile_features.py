@@ -9,9 +9,11 @@
 work shows up inside the Python calls that trigger it), then profiles the feature query alone with DuckDB's JSON
 profiler (operator timings, summed over threads). Writes ``benchmarks/results/profile-<impl>.txt``.
 
-``compare`` times the step body (read gold, ``build_features``, ``Lake.merge`` into a new table) with
+``compare`` times the step body (read gold, build the fx feature set, ``Lake.merge`` into a new table) with
 ``goldgate/features.py`` and ``goldgate/lake.py`` taken from ``--baseline`` (``git show``) against the working
-tree, each run in a fresh process, alternating, and profiles both feature queries' operators. Writes
+tree (the fx feature set is the declarative engine's since fx became YAML; a baseline whose ``features.py`` still
+has the hand-written ``build_features`` runs that, fed ``benchmarks/fx_reference.py``'s spec), each run in a fresh
+process, alternating, and profiles both feature queries' operators. Writes
 ``benchmarks/results/features-profile.json`` and the ``features-profile`` section of docs/benchmarks.md.
 """
 
@@ -90,16 +92,21 @@ def clear(workspace: Path, table: str) -> None:
 
 
 def feature_query(ctx: Any, impl: str) -> Any:
+    """The fx feature set (the engine's, or a baseline's hand-written ``build_features``), or the reference."""
     from panel import reference_ibis
 
-    from goldgate.features import build_features
+    from goldgate import features
 
     gold = ctx.lake.read(GOLD, ctx.lake.version(GOLD))
-    return (
-        build_features(gold, ctx.usecase.features, ctx.usecase.target)
-        if impl == "goldgate_fx"
-        else (reference_ibis(gold))
-    )
+    if impl != "goldgate_fx":
+        return reference_ibis(gold)
+    hand_written = getattr(features, "build_features", None)  # a --baseline from before fx moved onto the engine
+    if hand_written is not None:
+        from fx_reference import FxSpec, FxTarget
+
+        versus = next(d for d in ctx.usecase.features.derive if d.op == "versus")
+        return hand_written(gold, FxSpec(cross_reference=str(versus.entity)), FxTarget())
+    return features.build_feature_table(gold, ctx.usecase)
 
 
 def step(ctx: Any, impl: str) -> int:

@@ -22,7 +22,8 @@ def slice_usecase_dict() -> dict[str, Any]:
 
     data = yaml.safe_load((resources.files("goldgate") / "usecases" / "fx.yaml").read_text())
     data["name"] = "fx_slice"
-    data["source"].update(currencies=SLICE_CURRENCIES, start="2021-01-01", end="2023-12-31")
+    data["source"]["unpivot"]["columns"] = list(SLICE_CURRENCIES)
+    data["source"].update(start="2021-01-01", end="2023-12-31")
     data["tables"] = {k: v.replace("fx_", "fxs_") for k, v in data["tables"].items()}
     data["models"]["registered_name"] = "fx_slice_vol"
     data["models"]["candidates"][1]["params"].update(n_estimators=40, min_child_samples=20)

@@ -1,5 +1,7 @@
-"""Dirty ECB files through `goldgate ingest` and `goldgate step silver`: no crash, no row lost, every bad value in
-quarantine with the rule that caught it, schema drift reported, a `fail` rule stops the step.
+"""Dirty ECB files through `goldgate ingest` and `goldgate step silver` of the fx use case (YAML on the declarative
+engine: the wide file unpivoted to one row per date and currency): no crash, no cell lost, every bad value in
+quarantine with the rule that caught it and its text (``raw_date``, ``raw_rate``), schema drift reported, a `fail`
+rule stops the step.
 
 The corpus is built by a fixture under tests/data/bad/ (git-ignored), in the ECB wide layout with the slice's
 currencies and dates inside 2021-2023.
@@ -28,7 +30,8 @@ BAD_DIR = Path(__file__).parent / "data" / "bad"
 SLICE = ["USD", "JPY", "GBP", "CHF"]
 START, END = date(2021, 1, 1), date(2023, 12, 31)
 HEADER = "Date,USD,JPY,GBP,CHF,"
-# Spellings of "no fixing that day": such a cell is not a candidate row (the test's own definition).
+# Spellings of "no fixing that day" in the corpus: such a cell is not a candidate row (the test's own definition;
+# fx.yaml's source.missing lists them).
 MISSING = {"N/A", "", "NA", "null", "NULL"}
 
 BRONZE, SILVER, QUARANTINE = "bronze.fxs_rates_raw", "silver.fxs_rates", "quarantine.fxs_rates"
@@ -57,7 +60,7 @@ class BadFile:
     newline: str = "\n"
     bom: bool = False
     final_newline: bool = True
-    # (raw_date, currency, raw_value, rule) of every cell that must land in quarantine
+    # (raw_date, currency, raw_rate, rule) of every cell that must land in quarantine
     quarantined: tuple[tuple[str, str, str, str], ...] = ()
 
     @property
@@ -185,13 +188,13 @@ def corpus() -> dict[str, BadFile]:
 
 @pytest.fixture(scope="module")
 def open_usecase(tmp_path_factory: pytest.TempPathFactory, slice_usecase_path: Path) -> Path:
-    """The slice without its currency list: every column of the file is kept (dates still 2021-2023).
+    """The slice without its currency list: every column of the file is unpivoted (dates still 2021-2023).
 
-    With the currency list, the reader keeps only those columns, so a new column could never reach bronze and a
-    missing one is an error; the corpus files only hold the slice's currencies, so this is otherwise the slice.
+    With the list (``source.unpivot.columns``), only those columns become silver rows; the corpus files only hold
+    the slice's currencies, so this is otherwise the slice.
     """
     data = yaml.safe_load(slice_usecase_path.read_text())
-    data["source"]["currencies"] = None
+    data["source"]["unpivot"]["columns"] = None
     path = tmp_path_factory.mktemp("open") / "fx_slice_open.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -236,7 +239,7 @@ def _iso(text: str) -> date | None:
 
 
 def candidates(f: BadFile, currencies: list[str] | None) -> list[tuple[str, str, str]]:
-    """(raw_date, currency, raw_value) of every non-missing cell of the file inside the use case's slice."""
+    """(raw_date, currency, raw_rate) of every non-missing cell of the file inside the use case's slice."""
     text = f.payload().decode("utf-8-sig")
     lines = list(csv.reader(io.StringIO(text, newline="")))
     header = [h.strip() for h in lines[0]]
@@ -290,7 +293,7 @@ def test_every_bad_value_is_quarantined_with_its_rule(name: str, runs: dict[str,
     batch = batch_of(ws, f)
     quarantine = rows(ws, QUARANTINE, _batch_id=batch)
     assert all(r["_rule"] and r["_reason"] and r["_reason"].startswith(f"{r['_rule']}: ") for r in quarantine)
-    got = sorted((r["raw_date"], r["currency"], r["raw_value"], r["_rule"]) for r in quarantine)
+    got = sorted((r["raw_date"], r["currency"], r["raw_rate"], r["_rule"]) for r in quarantine)
     assert got == sorted(f.quarantined)
     # Rule counts in ops.quality cover what was quarantined under each rule.
     failed = {r["rule"]: r["failed"] for r in rows(ws, QUALITY, batch_id=batch)}
@@ -389,20 +392,27 @@ def test_missing_column_is_reported_as_missing_in_a_later_batch(
     assert rows(ws, QUARANTINE, _batch_id=batch) == []
 
 
-def test_the_slice_currency_list_is_a_contract(
+def test_the_slice_currency_list_keeps_other_columns_out_of_silver(
     corpus: dict[str, BadFile], slice_usecase_path: Path, tmp_path: Path
 ) -> None:
-    """With a currency list, extra columns are not part of the slice and a listed one must be in the file."""
+    """With a currency list, an extra column stays in bronze (as received) but makes no silver row; a listed
+    column a batch lacks makes no row either (``source.required_columns`` turns it into an ingest error, below)."""
     ws = tmp_path / "ws"
     _workspace_with_base(slice_usecase_path, ws)
     extra = FILES["extra_column.csv"]
     assert ingest(slice_usecase_path, ws, extra.path).exit_code == 0
-    assert "XYZ" not in lake(ws).read(BRONZE).columns
-    before = versions(ws)
-    result = ingest(slice_usecase_path, ws, FILES["missing_column.csv"].path)
-    assert result.exit_code == 1
-    assert "['JPY']" in result.output
-    assert versions(ws) == before
+    assert step_silver(slice_usecase_path, ws).exit_code == 0
+    batch = batch_of(ws, extra)
+    assert [r["XYZ"] for r in rows(ws, BRONZE, _batch_id=batch)] == ["2.5", "2.5", "2.5"]
+    assert sorted({r["currency"] for r in rows(ws, SILVER, _batch_id=batch)}) == sorted(SLICE)
+    assert len(rows(ws, SILVER, _batch_id=batch)) == 12
+    assert rows(ws, QUARANTINE, _batch_id=batch) == []
+    missing = FILES["missing_column.csv"]
+    assert ingest(slice_usecase_path, ws, missing.path).exit_code == 0
+    assert step_silver(slice_usecase_path, ws).exit_code == 0
+    batch = batch_of(ws, missing)
+    assert sorted(r["currency"] for r in rows(ws, SILVER, _batch_id=batch)) == ["CHF", "GBP", "USD"]
+    assert ("JPY", "missing") in {(c["column_name"], c["change"]) for c in rows(ws, SCHEMA_CHANGES, batch_id=batch)}
 
 
 def test_missing_date_column_fails_ingest_naming_it(
@@ -414,7 +424,7 @@ def test_missing_date_column_fails_ingest_naming_it(
     result = ingest(open_usecase, ws, NO_DATE.path)
     assert result.exit_code == 1
     assert "step ingest failed" in result.output
-    assert "'Date'" in result.output
+    assert "required column(s) missing: Date" in result.output
     assert versions(ws) == before
 
 

@@ -14,12 +14,12 @@ import yaml
 
 from conftest import small_crm_dict
 from goldgate.context import Context
-from goldgate.features_crm import build_snapshots, check_point_in_time
 from goldgate.quality import BATCH_RULE
 from goldgate.runner import run_pipeline
 from goldgate.settings import load_settings
 from goldgate.sources.crm_synthetic import generate_crm
 from goldgate.usecase import load_usecase
+from pit import check_point_in_time, engine
 
 pytestmark = pytest.mark.e2e
 
@@ -83,7 +83,8 @@ def test_stored_snapshots_are_point_in_time(crm_runs: dict[str, Any]) -> None:
     gold = ctx.lake.read(ctx.usecase.tables.gold)
     stored = ctx.lake.read(ctx.usecase.tables.features)
     dates = sorted(set(stored.snapshot_date.to_pyarrow().to_pylist()))
-    problems = check_point_in_time(build_snapshots, gold, stored, dates=[dates[2], dates[len(dates) // 2], dates[-2]])
+    dates = [dates[2], dates[len(dates) // 2], dates[-2]]
+    problems = check_point_in_time(engine(ctx.usecase), gold, stored, dates=dates)
     assert problems == []
 
 

@@ -1,4 +1,5 @@
-"""Features against a numpy reference on a small synthetic panel, and a point-in-time (leakage) check."""
+"""fx's features (declared in fx.yaml, compiled by the feature DSL) against a numpy reference on a small synthetic
+panel, and a point-in-time (leakage) check."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from goldgate.features import KEYS, LABEL_END, build_features, feature_columns
-from goldgate.usecase import Features, Target
+from goldgate.features import LABEL_END, build_feature_table, feature_columns
+from goldgate.usecase import UseCase, load_usecase
 
-SPEC = Features(return_lags=[1, 2, 5], vol_windows=[5, 20, 60], cross_reference="USD", calendar=True)
-TARGET = Target(name="target_rv_5d", horizon=5)
-ANN = np.sqrt(SPEC.annualization)
+FX = load_usecase("fx")
+TARGET = FX.target
+KEYS = ["currency", "date"]
+RETURN_LAGS = [1, 2, 5]
+VOL_WINDOWS = [5, 20, 60]
+ANN = np.sqrt(252)
 DATES = [d.date() for d in pd.bdate_range("2024-01-01", periods=80)]
 # Currencies miss a few fixings (holidays): windows run over rows, and USD gaps leave ret_vs_ref NULL.
 MISSING = {"USD": {DATES[33]}, "JPY": set(), "GBP": {DATES[10], DATES[11], DATES[50]}}
@@ -62,7 +66,12 @@ def frame(t: ir.Table) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def features(returns: ir.Table) -> pd.DataFrame:
-    return frame(build_features(returns, SPEC, TARGET))
+    return frame(build_features(returns))
+
+
+def build_features(returns: ir.Table, usecase: UseCase = FX) -> ir.Table:
+    """The feature table fx.yaml declares, from gold-shaped returns."""
+    return build_feature_table(returns, usecase)
 
 
 def _trailing_rv(r: np.ndarray, n: int) -> np.ndarray:
@@ -92,9 +101,9 @@ def reference(panel: pd.DataFrame) -> pd.DataFrame:
         part = pd.DataFrame({"currency": grp.currency.to_numpy(), "date": grp.date.to_numpy()})
         part["ret"] = r
         part["abs_ret_1"] = np.abs(r) * ANN
-        for k in SPEC.return_lags:
+        for k in RETURN_LAGS:
             part[f"ret_lag{k}"] = _lag(r, k)
-        for n in SPEC.vol_windows:
+        for n in VOL_WINDOWS:
             part[f"rv_{n}"] = _trailing_rv(r, n)
         part[TARGET.name] = _forward_rv(r, TARGET.horizon)
         days = list(grp.date)
@@ -130,7 +139,7 @@ EXPECTED_COLUMNS = [
 
 
 def test_columns_and_one_row_per_return(features: pd.DataFrame, panel: pd.DataFrame) -> None:
-    assert list(features.columns) == EXPECTED_COLUMNS
+    assert [c for c in features.columns if not c.startswith("_")] == EXPECTED_COLUMNS
     assert len(features) == len(panel)
     assert not features.duplicated(KEYS).any()
 
@@ -157,19 +166,19 @@ def test_reference_is_not_trivially_null(reference: pd.DataFrame) -> None:
 
 
 def test_calendar_columns_are_int32(returns: ir.Table) -> None:
-    schema = build_features(returns, SPEC, TARGET).schema()
+    schema = build_features(returns).schema()
     assert schema["day_of_week"] == ibis.dtype("int32")
     assert schema["month"] == ibis.dtype("int32")
 
 
 def test_no_calendar_columns_when_disabled(returns: ir.Table) -> None:
-    spec = SPEC.model_copy(update={"calendar": False})
-    columns = build_features(returns, spec, TARGET).columns
+    usecase = FX.model_copy(update={"features": FX.features.model_copy(update={"calendar": []})})
+    columns = build_features(returns, usecase).columns
     assert "day_of_week" not in columns
     assert "month" not in columns
 
 
-@pytest.mark.parametrize("n", SPEC.vol_windows)
+@pytest.mark.parametrize("n", VOL_WINDOWS)
 def test_rv_is_null_until_n_returns_exist(features: pd.DataFrame, n: int) -> None:
     for currency, grp in features.groupby("currency"):
         rv = grp[f"rv_{n}"].to_numpy()
@@ -199,7 +208,7 @@ def test_target_end_is_the_date_of_the_last_fixing_the_target_reads(
 
 
 def test_feature_columns_exclude_keys_target_and_target_end() -> None:
-    assert feature_columns(EXPECTED_COLUMNS, TARGET) == EXPECTED_COLUMNS[2:-2]
+    assert feature_columns(EXPECTED_COLUMNS, TARGET, KEYS) == EXPECTED_COLUMNS[2:-2]
 
 
 # --- point in time -------------------------------------------------------------------------------------------
@@ -231,12 +240,12 @@ def build_truncated(returns: ir.Table, day: date, build: Any) -> pd.DataFrame:
 
 
 def _features(t: ir.Table) -> ir.Table:
-    return build_features(t, SPEC, TARGET)
+    return build_features(t)
 
 
 def _with_a_leaky_feature(t: ir.Table) -> ir.Table:
     """The real features plus one that peeks at the next return: the check below must catch it."""
-    feats = build_features(t, SPEC, TARGET)
+    feats = build_features(t)
     w = ibis.window(group_by="currency", order_by="date")
     return feats.mutate(peek_next=feats.ret.lead(1).over(w))
 
@@ -246,7 +255,7 @@ def test_features_on_a_date_only_use_history_up_to_that_date(
     returns: ir.Table, features: pd.DataFrame, day: date
 ) -> None:
     truncated = build_truncated(returns, day, _features)
-    non_target = feature_columns(list(features.columns), TARGET)
+    non_target = feature_columns(list(features.columns), TARGET, KEYS)
     assert differing_columns(features, truncated, day, non_target) == set()
 
 

@@ -1,8 +1,10 @@
-"""Fuzzing ingest + silver with generated ECB-format files: no crash, and every candidate cell is accounted for.
+"""Fuzzing ingest + silver of the fx use case (YAML on the engine) with generated ECB-format files: no crash, and
+every candidate cell is accounted for.
 
 A candidate cell is a non-missing value cell of a row whose date is inside the slice (or does not parse: such
 rows are kept for silver to quarantine). Each example runs on a fresh workspace; the batch's ``__batch__``
-quality row must count every candidate cell as passed (silver) or failed (quarantine).
+quality row must count every candidate cell as passed (silver) or failed (quarantine), the rows outside the
+slice are counted under ``outside_slice``, and every bronze line is a row of bronze.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import tempfile
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +23,14 @@ from typer.testing import CliRunner
 
 from goldgate.cli import app
 from goldgate.lake import Lake
-from goldgate.sources.ecb_fx import parse_day
+from goldgate.usecase import load_usecase
 
 SLICE = ["USD", "JPY", "GBP", "CHF"]
 START, END = date(2021, 1, 1), date(2023, 12, 31)
-# Spellings of "no fixing that day", compared lower-case (as documented in goldgate.layers.silver).
-MISSING = {"n/a", "", "na", "null", "none", "nan"}
-SILVER, QUARANTINE, QUALITY = "silver.fxs_rates", "quarantine.fxs_rates", "ops.quality"
+# Spellings of "no fixing that day" (fx.yaml's source.missing), compared after trimming.
+MISSING = {m.strip() for m in load_usecase("fx").source.missing}
+DATE_FORMATS = ("%Y-%m-%d", "%d %B %Y")  # the history file and the daily file, as fx.yaml declares them
+BRONZE, SILVER, QUARANTINE, QUALITY = "bronze.fxs_rates_raw", "silver.fxs_rates", "quarantine.fxs_rates", "ops.quality"
 
 in_slice_day = st.dates(START, END).map(date.isoformat)
 odd_day = st.sampled_from(
@@ -59,20 +62,34 @@ def ecb_files(draw: st.DrawFn) -> bytes:
     return (b"\xef\xbb\xbf" if draw(st.booleans()) else b"") + text.encode("utf-8")
 
 
-def candidates(payload: bytes) -> int:
-    """Non-missing value cells, under a slice currency, of rows inside the slice (or with an unparsable date)."""
+def parse_day(text: str) -> date | None:
+    """The date in a Date cell, or None when it is in neither of fx's formats."""
+    for fmt in DATE_FORMATS:
+        try:
+            return datetime.strptime(text.strip(), fmt).date()
+        except ValueError:
+            continue
+    return None
+
+
+def candidates(payload: bytes) -> tuple[int, int, int]:
+    """(non-missing value cells under a slice currency of rows inside the slice or with an unparsable date,
+    such cells of rows outside the slice, data lines that are not blank)."""
     lines = list(csv.reader(io.StringIO(payload.decode("utf-8-sig"), newline="")))
     header = [h.strip() for h in lines[0]]
     columns = [i for i, h in enumerate(header) if h in SLICE]
-    count = 0
+    inside = outside = rows = 0
     for cells in lines[1:]:
-        if not any(c.strip() for c in cells):
+        if not cells:
             continue
+        rows += 1
+        count = sum(1 for i in columns if i < len(cells) and cells[i].strip() not in MISSING)
         day = parse_day(cells[0])
         if day is not None and not START <= day <= END:
-            continue
-        count += sum(1 for i in columns if i < len(cells) and cells[i].strip().lower() not in MISSING)
-    return count
+            outside += count
+        else:
+            inside += count
+    return inside, outside, rows
 
 
 def _cli(*args: str | Path) -> Any:
@@ -100,8 +117,10 @@ def test_generated_file_is_conserved_through_ingest_and_silver(payload: bytes, s
         lake = Lake(ws / "lake", ibis.duckdb.connect())
         quality = lake.read(QUALITY).to_pyarrow().to_pylist()
         (batch,) = [r for r in quality if r["rule"] == "__batch__"]
-        expected = candidates(payload)
+        expected, outside, lines = candidates(payload)
         assert batch["passed"] + batch["failed"] == expected
+        assert lake.rows(BRONZE) == lines  # bronze holds every line as received, the slice is silver's
+        assert sum(r["failed"] for r in quality if r["rule"] == "outside_slice") == outside
         silver = lake.read(SILVER).to_pyarrow().to_pylist()
         quarantine = lake.read(QUARANTINE).to_pyarrow().to_pylist()
         assert (len(silver), len(quarantine)) == (batch["passed"], batch["failed"])

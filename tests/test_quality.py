@@ -6,6 +6,7 @@ from typing import Any
 
 import ibis
 import ibis.expr.types as ir
+import pyarrow as pa
 import pytest
 
 from goldgate.quality import (
@@ -13,9 +14,10 @@ from goldgate.quality import (
     QualityError,
     QualityResult,
     apply_expectations,
+    apply_mappings,
     check_conservation,
 )
-from goldgate.usecase import Expectation
+from goldgate.usecase import Expectation, Mapping
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +127,13 @@ def test_conservation_check_detects_lost_rows(table: ir.Table) -> None:
     broken = QualityResult(kept=table, quarantined=table, rows_in=7, rows_kept=5, rows_quarantined=1)
     with pytest.raises(ConservationError, match=r"silver\.readings: .*7 in != 5 kept \+ 1 quarantined"):
         check_conservation(broken, "silver.readings")
+
+
+def test_reference_mapping_takes_the_reference_spelling() -> None:
+    con = ibis.duckdb.connect()
+    teams = con.create_table("teams_ref", pa.table({"sales_agent": ["Ann Lee", "Bob Ray"], "manager": ["M", "M"]}))
+    opps = con.create_table("opps_map", pa.table({"sales_agent": ["ann lee", "BOB  RAY", "Cy Young", None]}))
+    mapping = Mapping(column="sales_agent", reference="silver.crm_sales_teams.sales_agent")
+    mapped, counts = apply_mappings(opps, [mapping], {"silver.crm_sales_teams": teams})
+    assert sorted(mapped.sales_agent.to_pyarrow().to_pylist(), key=str) == ["Ann Lee", "Bob Ray", "Cy Young", None]
+    assert counts == {"sales_agent": 2}

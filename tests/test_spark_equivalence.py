@@ -19,7 +19,6 @@ import ibis
 import ibis.expr.datatypes as dt
 import pandas as pd
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from goldgate.cli import app
@@ -91,21 +90,12 @@ def _weather_dirty_batch(folder: Path) -> Path:
     return path
 
 
-def _fx_on_engine(folder: Path) -> Path:
-    """fx written as YAML on the declarative engine, cut to the test slice."""
-    from test_fx_on_engine import engine_slice_dict
-
-    path = folder / "fx_engine.yaml"
-    path.write_text(yaml.safe_dump(engine_slice_dict(), sort_keys=False))
-    return path
-
-
 CASES = [
+    # fx: the bundled fx.yaml on the declarative engine, cut to the test slice.
     EngineCase("fx", lambda slice_path, _: slice_path, lambda tmp: [None, _fx_dirty_batch(tmp)]),
     EngineCase("crm", lambda _, tmp: _bundled("crm", tmp), lambda tmp: [_crm_export(tmp)]),
     # The declarative engine: a file use case typed, checked and featurized from its YAML alone.
     EngineCase("weather", lambda _, tmp: _bundled("weather", tmp), lambda tmp: [None, _weather_dirty_batch(tmp)]),
-    EngineCase("fx_engine", lambda _, tmp: _fx_on_engine(tmp), lambda tmp: [None, _fx_dirty_batch(tmp)]),
 ]
 
 
@@ -218,3 +208,37 @@ def test_goldgate_run_on_spark_completes_the_loop_like_duckdb(
     lineage = ["currency", "as_of", "model_name", "model_version", "feature_table", "feature_table_version"]
     pd.testing.assert_frame_equal(on_spark[lineage], on_duckdb[lineage], check_dtype=False)
     pd.testing.assert_series_equal(on_spark["prediction"], on_duckdb["prediction"], rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize(
+    ("unit", "kind"),
+    [("days", "aggregate"), ("days", "value_at"), ("days", "event")],
+)
+def test_targets_over_a_time_span_are_the_same_on_spark(spark: Any, unit: str, kind: str) -> None:
+    """A horizon in time is a range frame over the time column; both engines read the same rows into it."""
+    from goldgate.data.targets import build_target, target_inputs
+    from goldgate.usecase import parse_usecase
+
+    days = pd.to_datetime(["2024-03-01", "2024-03-02", "2024-03-04", "2024-03-05", "2024-03-08"]).date
+    frame = pd.DataFrame(
+        {"ticker": ["a"] * 5 + ["b"] * 5, "day": list(days) * 2, "close": [10.0, 11, None, 13, 12, 20, 19, 21, 22, 18]}
+    )
+    target = {"kind": kind, "column": "close", "event": "close > 12", "horizon": 3, "unit": unit}
+    uc = parse_usecase(
+        {
+            "name": "prices",
+            "task": "classification" if kind == "event" else "regression",
+            "source": {"kind": "file", "path": "p.csv"},
+            "entity": "ticker",
+            "time": "day",
+            "columns": {"ticker": "string", "day": "date", "close": "float"},
+            "target": target,
+        }
+    )
+    results = []
+    for con in (ibis.duckdb.connect(), ibis.pyspark.connect(spark)):
+        gold = target_inputs(con.create_table(f"span_{kind}", frame, overwrite=True), uc)
+        out = gold.select("ticker", "day", **build_target(gold, uc)).to_pandas()
+        results.append(out.sort_values(["ticker", "day"]).reset_index(drop=True))
+    pd.testing.assert_frame_equal(results[0], results[1], check_dtype=False, rtol=RTOL)
+    assert results[0]["target"].notna().sum() >= 6

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from goldgate.data.schema import cast_expectations
 from goldgate.usecase import UseCaseError, bundled_usecases, load_usecase, parse_usecase
 
 
@@ -28,12 +29,16 @@ def test_bundled_fx_loads() -> None:
     assert uc.name == "fx"
     assert uc.task == "regression"
     assert (uc.entity, uc.time) == ("currency", "date")
-    assert uc.source.kind == "ecb_fx"
+    assert uc.source.kind == "file"  # pure YAML on the declarative engine
+    assert uc.source.unpivot is not None
+    assert uc.source.unpivot.id_columns == ["Date"]
     assert uc.tables.silver == "silver.fx_rates"
-    assert uc.target.horizon == 5
+    assert (uc.target.kind, uc.target.horizon, uc.target.name) == ("aggregate", 5, "target_rv_5d")
     assert uc.models.baseline.kind == "persistence"
     assert [m.name for m in uc.models.candidates] == ["har", "lightgbm"]
-    assert {e.name for e in uc.expectations} == {"date_parses", "rate_parses", "rate_positive", "currency_code"}
+    assert {e.name for e in uc.expectations} == {"rate_positive", "currency_code"}
+    typing = {e.name for e in cast_expectations(uc.columns, uc.source)}  # generated from the column types
+    assert {"date_parses", "rate_parses", "date_present", "currency_present"} <= typing
     assert uc.gap == 5
 
 
@@ -79,7 +84,7 @@ def test_unknown_key_in_a_list_item_names_its_index() -> None:
     ("path", "value", "key"),
     [
         (("target", "horizon"), "five", "target.horizon"),
-        (("features", "return_lags"), "1,2,5", "features.return_lags"),
+        (("features", "values"), "maybe", "features.values"),
         (("gate", "margin"), -0.1, "gate.margin"),
         (("evaluation", "primary_metric"), "mape", "evaluation.primary_metric"),
         (("monitoring", "bins"), [10], "monitoring.bins"),
@@ -99,8 +104,8 @@ def test_wrong_type_or_value_names_the_key(path: tuple[str, ...], value: Any, ke
 
 def test_missing_required_key_is_named() -> None:
     data = fx_dict()
-    del data["tables"]["gold"]
-    with pytest.raises(UseCaseError, match=r"key 'tables\.gold'"):
+    del data["task"]
+    with pytest.raises(UseCaseError, match=r"key 'task'"):
         parse_usecase(data)
 
 
@@ -189,7 +194,9 @@ def crm_dict() -> dict[str, Any]:
 def test_bundled_crm_is_a_classification_on_monthly_snapshots() -> None:
     uc = load_usecase("crm")
     assert uc.task == "classification"
-    assert uc.features.kind == "deal_snapshots"
+    assert uc.snapshots is not None
+    assert uc.snapshots.every == "month"
+    assert (uc.entity, uc.time, uc.gold_keys) == ("opportunity_id", "snapshot_date", ["opportunity_id"])
     assert uc.evaluation.primary_metric == "brier"
     assert uc.target.unit == "days"
     assert uc.gap == 1  # the label end date purges overlapping training rows; one date still separates windows
@@ -202,10 +209,10 @@ def test_a_metric_that_does_not_fit_the_task_is_rejected() -> None:
         parse_usecase(data)
 
 
-def test_ecb_slicing_keys_are_rejected_on_a_crm_source() -> None:
+def test_time_slicing_keys_are_rejected_without_a_time_column() -> None:
     data = crm_dict()
-    data["source"]["currencies"] = ["USD"]
-    with pytest.raises(UseCaseError, match="do not apply to crm_export"):
+    data["source"]["start"] = "2021-01-01"
+    with pytest.raises(UseCaseError, match="no column has role time"):
         parse_usecase(data)
 
 

@@ -105,6 +105,6 @@ def test_a_use_case_without_source_reads_the_file_given_with_source() -> None:
     spec = _spec()
     del spec["source"]
     uc = parse_usecase(spec)
-    assert uc.generic
+    assert uc.source.kind == "file"
     assert uc.source.path is None
     assert uc.source.package is None

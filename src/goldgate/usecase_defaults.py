@@ -13,6 +13,7 @@ from typing import Any
 SERIES = "series"  # no entity column: one series, named after the use case
 ROW_ID = "row_id"  # no entity and no time: each row is its own record
 AS_OF = "as_of"  # no time column: the date the batch was ingested
+SNAPSHOT_TIME = "snapshot_date"  # features.snapshots: the period end a row is a snapshot at
 
 CLASSIFICATION_ALIASES = ("binary", "classification")
 TIME_TARGETS = ("value_at", "aggregate", "event")
@@ -35,11 +36,13 @@ def _column_specs(columns: Any) -> dict[str, dict[str, Any]]:
     return specs
 
 
-def _apply_shorthand_roles(data: dict[str, Any], specs: dict[str, dict[str, Any]]) -> None:
-    """Top-level ``entity:`` (a name or a list) and ``time:`` set those columns' roles."""
+def _apply_shorthand_roles(data: dict[str, Any], specs: dict[str, dict[str, Any]], snapshots: bool) -> None:
+    """Top-level ``entity:`` (a name or a list) and ``time:`` set those columns' roles (with snapshots, ``time``
+    names the snapshot column instead)."""
     entity = data.get("entity")
     named = [entity] if isinstance(entity, str) else list(entity or [])
-    for role, names in (("entity", named), ("time", [data["time"]] if data.get("time") else [])):
+    times = [data["time"]] if data.get("time") and not snapshots else []
+    for role, names in (("entity", named), ("time", times)):
         for name in names:
             if name not in specs:
                 raise ValueError(f"{role} '{name}' is not one of the columns ({', '.join(specs) or 'none declared'})")
@@ -65,6 +68,17 @@ def key_columns(specs: dict[str, dict[str, Any]]) -> tuple[str, str]:
     if (entity in specs and entity not in entities) or (time in specs and not times):
         raise ValueError(f"column names '{entity}' and '{time}' are the engine's key columns here: rename the column")
     return entity, time
+
+
+def snapshot_time(data: dict[str, Any], specs: dict[str, dict[str, Any]]) -> str:
+    """The snapshot column's name (``time``, default ``snapshot_date``); no source column may be the time."""
+    times = [n for n, c in specs.items() if c.get("role") == "time"]
+    if times:
+        raise ValueError(f"features.snapshots makes the time column; column {times[0]} cannot have role time")
+    time = str(data.get("time") or SNAPSHOT_TIME)
+    if time in specs:
+        raise ValueError(f"time '{time}' is the snapshot column here: a source column has that name, rename it")
+    return time
 
 
 def default_models(name: str, task: str, target: dict[str, Any], has_time: bool) -> dict[str, Any]:
@@ -220,6 +234,35 @@ def default_descriptions(
     }
 
 
+def related_descriptions(extra: dict[str, str], related: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Data-dictionary text of each related file's bronze, silver and quarantine tables."""
+    meta = METADATA_DESCRIPTIONS
+    out: dict[str, dict[str, str]] = {}
+    for name, spec in related.items():
+        columns = spec.get("columns") if isinstance(spec, dict) else None
+        typed = _described(_column_specs(columns)) if isinstance(columns, dict) else {}
+        file = spec.get("file", name) if isinstance(spec, dict) else name
+        out[extra[f"bronze_{name}"]] = {
+            "_table": f"{file} as received: every cell as text exactly as written, plus ingestion metadata.",
+            "*": "The file's column of that name, as text (an empty cell is empty); typed in silver.",
+            **meta,
+        }
+        out[extra[name]] = {
+            "_table": f"Typed rows of {file} that passed every drop rule, one per key (the latest batch wins).",
+            **typed,
+            **{k: meta[k] for k in ("_batch_id", "_ingested_at")},
+        }
+        out[extra[f"quarantine_{name}"]] = {
+            "_table": f"Rows of {file} that failed a drop rule (a cell that did not parse, a missing or repeated key).",
+            "*": "The column as typed (empty where the cell did not parse); raw_<column> keeps the cell's text.",
+            "_rule": "The first drop rule the row failed.",
+            "_failed_rules": "Every drop rule the row failed, comma-separated.",
+            "_reason": "The first failed rule with its description.",
+            **meta,
+        }
+    return out
+
+
 def fill_defaults(data: dict[str, Any]) -> dict[str, Any]:
     """The use case's mapping with every default a ``file`` use case derives from its columns and task."""
     data = dict(data)
@@ -230,14 +273,17 @@ def fill_defaults(data: dict[str, Any]) -> dict[str, Any]:
     specs = _column_specs(data.get("columns") or {})
     if not specs:
         raise ValueError("a file use case needs columns: each column's type and role")
-    _apply_shorthand_roles(data, specs)
-    entity, time = key_columns(specs)
-    has_time = time != AS_OF
     features = data.get("features")
     if features is None:
         features = {"kind": "dsl"}
     elif isinstance(features, dict) and "kind" not in features:
         features = {"kind": "dsl", **features}
+    snapshots = isinstance(features, dict) and bool(features.get("snapshots"))
+    _apply_shorthand_roles(data, specs, snapshots)
+    entity, time = key_columns(specs)
+    if snapshots:
+        time = snapshot_time(data, specs)
+    has_time = time != AS_OF
     name = str(data.get("name", "usecase"))
     tables = {**default_tables(name), **(data.get("tables") or {})}
     source = data.get("source") or {}
@@ -246,6 +292,8 @@ def fill_defaults(data: dict[str, Any]) -> dict[str, Any]:
     tables["extra"] = {**related_tables(name, names), **(tables.get("extra") or {})}
     derived = _defaults_for(data, has_time)
     described = default_descriptions(tables, specs, entity, time, derived["target"])
+    if isinstance(related, dict):
+        described |= related_descriptions(tables["extra"], related)
     for table, columns in (data.get("descriptions") or {}).items():
         described[table] = {**described.get(table, {}), **(columns or {})}
     return {

@@ -16,8 +16,7 @@ import pytest
 from deltalake import write_deltalake
 
 from goldgate.data import sources
-from goldgate.data.sources import FileSourceError, SourceBatch, read_source, resolve_source
-from goldgate.sources.ecb_fx import SourceError
+from goldgate.data.sources import FileSourceError, SourceBatch, SourceError, read_source, resolve_source
 from goldgate.usecase import PackageFile, Source
 
 META = ["_extra", "_row_number", "_file"]

@@ -127,11 +127,58 @@ def test_time_targets_need_a_time_column_rows_and_numbers() -> None:
     table = duckdb_table(pa.table({"ticker": ["a"], "as_of": [date(2024, 1, 1)], "close": [1.0]}))
     with pytest.raises(FeatureSpecError, match=r"use case prices: a value_at target reads the next rows in time"):
         build_target(table, record)
-    by_days = usecase({"kind": "aggregate", "column": "close", "horizon": 5, "unit": "days"})
-    with pytest.raises(FeatureSpecError, match=r"counts its horizon in rows; unit 'days' is not supported"):
-        build_target(duckdb_table(panel()), by_days)
+    by_hours = usecase({"kind": "aggregate", "column": "close", "horizon": 5, "unit": "hours"})
+    with pytest.raises(FeatureSpecError, match=r"a horizon in hours needs a timestamp time column, 'day' is date"):
+        build_target(duckdb_table(panel()), by_hours)
     with pytest.raises(FeatureSpecError, match=r"a value_at target needs a numeric column; 'ticker' is string"):
         build_target(duckdb_table(panel()), usecase({"kind": "value_at", "column": "ticker"}))
+
+
+# ------------------------------------------------------------------------------------------------ time spans
+def test_a_horizon_in_days_reads_the_rows_within_the_span_whatever_their_number() -> None:
+    # Dates 1, 2, 4, 5, 8 March: three days ahead of the 1st is (1st, 4th], of the 5th (5th, 8th].
+    got = targets(usecase({"kind": "aggregate", "column": "close", "aggregate": "sum", "horizon": 3, "unit": "days"}))
+    a = got[got.ticker == "a"].set_index("day")
+    assert a.loc[date(2024, 3, 1), "target"] == 11.0  # the 2nd (11) and the 4th (missing)
+    assert a.loc[date(2024, 3, 2), "target"] == 13.0  # the 4th (missing) and the 5th (13)
+    assert a.loc[date(2024, 3, 5), "target"] == 12.0  # only the 8th
+    assert np.isnan(a.loc[date(2024, 3, 8), "target"])  # the data does not reach the 11th
+    assert a.loc[date(2024, 3, 5), LABEL_END] == date(2024, 3, 8)
+    last = targets(usecase({"kind": "value_at", "column": "close", "horizon": 2, "unit": "days"}))
+    b = last[last.ticker == "b"].set_index("day").target
+    assert b[date(2024, 3, 1)] == 19.0  # the last value in (1st, 3rd]: the 2nd's
+    assert b[date(2024, 3, 2)] == 21.0  # (2nd, 4th]: the 4th's
+    assert b[date(2024, 3, 4)] == 22.0
+    assert np.isnan(b[date(2024, 3, 5)])  # no row in (5th, 7th], though the data reaches past it
+    assert np.isnan(b[date(2024, 3, 8)])  # the data does not reach the 10th
+
+
+def test_a_horizon_in_hours_on_timestamps_and_an_event_within_it() -> None:
+    stamps = [pd.Timestamp("2024-03-01 09:00") + pd.Timedelta(minutes=m) for m in (0, 30, 150, 200, 400)]
+    table = pa.table(
+        {
+            "ticker": ["a"] * 5,
+            "day": pa.array(stamps, pa.timestamp("us")),
+            "close": [10.0, 9.0, 12.0, 8.0, 11.0],
+            "open": [10.0] * 5,
+        }
+    )
+    uc = parse_usecase(
+        {
+            "name": "ticks",
+            "task": "classification",
+            "source": {"kind": "file", "path": "t.csv"},
+            "entity": "ticker",
+            "time": "day",
+            "columns": {"ticker": "string", "day": "timestamp", "close": "float", "open": "float"},
+            "target": {"kind": "event", "event": "close < 9", "horizon": 3, "unit": "hours"},
+        }
+    )
+    got = targets(uc, table).set_index("day")
+    # 09:00 sees 09:30 (9) and 11:30 (12), not 12:20 (8); 09:30 and 11:30 see 12:20; 12:20 sees no row up to 15:20.
+    assert got.target.tolist()[:4] == [0.0, 1.0, 1.0, 0.0]
+    assert got.target.isna().tolist() == [False, False, False, False, True]  # 15:40 + 3h passes the data
+    assert got[LABEL_END].iloc[0] == pd.Timestamp("2024-03-01 12:00")
 
 
 # ------------------------------------------------------------------------------------------------ labels

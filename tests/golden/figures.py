@@ -23,6 +23,13 @@ and each criterion's pass flag (not the latency criterion's: it measures the mac
 
 Counts, names, types, hashes and the decision compare exactly, floats within ``math.isclose(a, b,
 rel_tol=1e-9, abs_tol=1e-9)``.
+
+fx's and crm's figures were recorded from the hard-wired code that preceded the declarative engine; both now run
+as YAML on the engine, which changes a few things by design, so ``comparable`` leaves them out of the comparison
+(see ``ENGINE_CHANGED``): the bronze tables (the files as received, every column as text, with the engine's
+``_file`` and not cut to the slice), the quarantine tables (their columns describe the engine's typing) and
+``_batch_id`` (a hash of the bytes and the reading options). crm's gold table holds the same columns and values,
+the joined columns after the main file's: ``collect`` fingerprints it in the recorded column order.
 """
 
 from __future__ import annotations
@@ -67,6 +74,12 @@ COMPARISON_FIELDS = (
 )
 TOLERANCE = 1e-9
 RECORD_ENV = "GOLDGATE_RECORD_GOLDEN"
+# Use case -> (table roles, columns) its comparison leaves out: figures recorded before it moved onto the engine.
+# Use case -> (layers whose tables are left out, columns left out, roles whose column order may differ).
+ENGINE_CHANGED: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    "fx": (("bronze", "quarantine"), ("_batch_id",), ()),
+    "crm": (("bronze", "quarantine"), ("_batch_id",), ("gold",)),
+}
 ABOUT = "about"  # package versions at recording time, to explain a mismatch; never compared
 PACKAGES = (
     "goldgate",
@@ -108,14 +121,21 @@ def run_steps(usecase: UseCase, workspace: Path, source: Path | None = None) -> 
     return ctx
 
 
-def collect(ctx: Context) -> dict[str, Any]:
-    """The figures of a context whose steps have run (see the module docstring)."""
+def collect(ctx: Context, orders: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """The figures of a context whose steps have run (see the module docstring).
+
+    ``orders`` maps a table to a column order to fingerprint it in, used when the table has exactly those columns.
+    """
     figures: dict[str, Any] = {ABOUT: about(), "use_case": ctx.usecase.name, "tables": {}}
     for role, name in sorted(table_names(ctx.usecase).items(), key=lambda item: item[1]):
         if not ctx.lake.exists(name):
             figures["tables"][name] = {"role": role, "exists": False}
             continue
-        figures["tables"][name] = {"role": role, "exists": True, **table_figures(ctx.lake.read(name).to_pyarrow())}
+        table = ctx.lake.read(name).to_pyarrow()
+        order = (orders or {}).get(name)
+        if order is not None and sorted(order) == sorted(table.column_names):
+            table = table.select(order)
+        figures["tables"][name] = {"role": role, "exists": True, **table_figures(table)}
     figures["backtest"] = backtest_figures(ctx.results["evaluate"], ctx.results["gate"])
     return figures
 
@@ -274,6 +294,37 @@ def compare(recorded: dict[str, Any], now: dict[str, Any]) -> list[Difference]:
         for path in sorted(old.keys() | new.keys())
         if path not in old or path not in new or not same(old[path], new[path])
     ]
+
+
+def comparable(figures: dict[str, Any], usecase: UseCase, family: str) -> dict[str, Any]:
+    """``figures`` without the tables and columns ``ENGINE_CHANGED`` leaves out for ``family`` (``fx``, ``crm``).
+
+    A family with no entry is returned unchanged. ``usecase`` names the tables (the test slice renames them).
+    """
+    if family not in ENGINE_CHANGED:
+        return figures
+    layers, columns, _ = ENGINE_CHANGED[family]
+    tables = {}
+    for name, table in figures["tables"].items():
+        if name.split(".", 1)[0] in layers:
+            continue
+        table = dict(table)
+        if table.get("exists", True):
+            table["columns"] = [c for c in table["columns"] if c.split(":", 1)[0] not in columns]
+            table["fingerprints"] = {k: v for k, v in table["fingerprints"].items() if k not in columns}
+        tables[name] = table
+    return {**figures, "tables": tables}
+
+
+def recorded_orders(recorded: dict[str, Any], usecase: UseCase, family: str) -> dict[str, list[str]]:
+    """The recorded column order of each table whose order the engine may change (``ENGINE_CHANGED``)."""
+    roles = ENGINE_CHANGED.get(family, ((), (), ()))[2]
+    names = {getattr(usecase.tables, role) for role in roles}
+    return {
+        name: [c.split(":", 1)[0] for c in table["columns"]]
+        for name, table in recorded.get("tables", {}).items()
+        if name in names and table.get("exists", True)
+    }
 
 
 def describe(differences: list[Difference], recorded: Path) -> str:

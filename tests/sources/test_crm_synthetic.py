@@ -13,14 +13,30 @@ import pytest
 from typer.testing import CliRunner
 
 from goldgate.cli import app
-from goldgate.sources.crm_export import CRM_FILES, read_crm_export
-from goldgate.sources.crm_synthetic import PRODUCTS, SECTORS, Dirt, generate_crm, make_sales_teams
+from goldgate.data.sources import read_source
+from goldgate.sources.crm_synthetic import (
+    DEMO_FILES,
+    PRODUCTS,
+    SECTORS,
+    Dirt,
+    demo_export,
+    generate_crm,
+    make_sales_teams,
+)
+from goldgate.usecase import Source
 
 Rows = list[dict[str, str | None]]
+CRM_FILES = tuple(name.removesuffix(".csv") for name in DEMO_FILES)
+
+
+def read_file(path: Path) -> list[dict[str, str | None]]:
+    """One CSV of an export as the engine's reader sees it: every cell as text, only an empty cell missing."""
+    table = read_source(Source(path=str(path), missing=[""])).table
+    return list(table.select([c for c in table.column_names if not c.startswith("_")]).to_pylist())
 
 
 def read_rows(folder: Path) -> dict[str, Rows]:
-    return {name: table.to_pylist() for name, table in read_crm_export(folder).tables.items()}
+    return {name: read_file(folder / f"{name}.csv") for name in CRM_FILES}
 
 
 def win_rate(deals: Rows) -> float:
@@ -266,6 +282,31 @@ def test_cli_generate_crm_writes_the_export(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == sorted(f"{n}.csv" for n in CRM_FILES)
     assert not _raw(tmp_path / "c", "sales_pipeline").startswith(b"\xef\xbb\xbf")
     assert _raw(tmp_path / "d", "sales_pipeline").startswith(b"\xef\xbb\xbf")
-    assert len(read_crm_export(tmp_path / "c").tables["sales_pipeline"]) == 250
+    assert len(read_file(tmp_path / "c" / "sales_pipeline.csv")) == 250
     refused = runner.invoke(app, ["generate", "crm", "--rows", "0", "--out", str(tmp_path / "e")])
     assert refused.exit_code != 0
+
+
+def test_demo_export_is_generated_once_and_reused(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    folder = demo_export(workspace, rows=300, seed=7)
+    assert folder == workspace / "sources" / "crm-demo-s7-n300"
+    stamps = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert sorted(stamps) == sorted(DEMO_FILES)
+    assert demo_export(workspace, rows=300, seed=7) == folder
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stamps
+    assert [p.name for p in (workspace / "sources").iterdir()] == [folder.name]  # no temp folder left behind
+    assert len(read_file(folder / "sales_pipeline.csv")) >= 300
+
+
+def test_an_incomplete_demo_export_is_replaced(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    broken = workspace / "sources" / "crm-demo-s7-n300"
+    broken.mkdir(parents=True)
+    (broken / "accounts.csv").write_text("account\n")
+    folder = demo_export(workspace, rows=300, seed=7)
+    assert folder == broken
+    reference = tmp_path / "reference"
+    generate_crm(reference, rows=300, seed=7, dirt=Dirt())
+    for name in DEMO_FILES:
+        assert (folder / name).read_bytes() == (reference / name).read_bytes(), name

@@ -97,3 +97,55 @@ def test_joins_must_name_a_related_table_and_its_key(tmp_path: Path) -> None:
     spec["gold"]["joins"][0]["on"] = {"account": "sector"}
     with pytest.raises(UseCaseError, match="'sector' is not the key of accounts"):
         parse_usecase(spec)
+
+
+def test_spellings_follow_the_related_table_and_joins_flag_their_matches(tmp_path: Path) -> None:
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "deals.csv").write_text(
+        "deal,account,agent,value,won\nd1,acme,ann  lee,100,Yes\nd2,Globex ,BOB RAY,250,No\nd3,ghost,cy,80,Yes\n"
+    )
+    (folder / "accounts.csv").write_text("account,sector\nacme,Retail\nGlobex,TECH\n")
+    (folder / "agents.csv").write_text("agent,office\nAnn Lee,West\nBob Ray,East\n")
+    spec = _spec(folder, known="account_known")
+    spec["source"]["collapse_spaces"] = True
+    spec["source"]["tables"]["accounts"]["columns"] = {
+        "account": "string",
+        "sector": {"type": "string", "case": "lower"},
+    }
+    spec["source"]["tables"]["agents"] = {
+        "file": "agents.csv",
+        "keys": ["agent"],
+        "columns": {"agent": "", "office": ""},
+    }
+    spec["columns"]["agent"] = "string"
+    spec["mappings"] = [{"column": "agent", "reference": "silver.deals_agents.agent"}]
+    spec["gold"]["joins"].append({"table": "agents", "on": {"agent": "agent"}, "known": "agent_known"})
+    ctx = Context(Settings(workspace=tmp_path / "ws"), parse_usecase(spec))
+    for step in ("ingest", "silver", "gold"):
+        ctx.results[step] = run_step(ctx, get_step(step))
+    gold = ctx.lake.read("gold.deals").to_pandas().set_index("deal").sort_index()
+    assert gold.agent.fillna("-").tolist() == ["Ann Lee", "Bob Ray", "cy"]  # "ann  lee": spaces collapsed, mapped
+    assert gold.office.fillna("-").tolist() == ["West", "East", "-"]
+    assert gold.account_known.tolist() == [True, True, False]  # "Globex " trimmed; "ghost" is in no file
+    assert gold.agent_known.tolist() == [True, True, False]
+    assert gold.sector.fillna("-").tolist() == ["retail", "tech", "-"]
+
+
+def test_yaml_on_key_and_a_generated_demo_export(tmp_path: Path) -> None:
+    import yaml
+
+    from goldgate.usecase import load_usecase
+
+    text = (Path(__file__).parents[2] / "src/goldgate/usecases/crm.yaml").read_text(encoding="utf-8")
+    assert "on: {" in text  # YAML 1.1 reads an unquoted on: as true; the schema takes it back as "on"
+    data = yaml.safe_load(text)
+    assert True in data["gold"]["joins"][0]
+    uc = load_usecase("crm")
+    assert uc.gold.joins[0].on == {"sales_agent": "sales_agent"}
+    small = uc.model_copy(update={"source": uc.source.model_copy(update={"demo_rows": 300, "demo_seed": 3})})
+    ctx = Context(Settings(workspace=tmp_path / "ws"), small)
+    result = run_step(ctx, get_step("ingest"))
+    assert result["new"] is True
+    assert (tmp_path / "ws" / "sources" / "crm-demo-s3-n300" / "sales_pipeline.csv").is_file()
+    assert ctx.lake.rows("bronze.crm_sales_pipeline_raw") >= 300

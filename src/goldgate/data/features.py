@@ -27,6 +27,7 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import date
 
 import ibis
 import ibis.expr.datatypes as dt
@@ -39,9 +40,11 @@ from goldgate.data.targets import (
     TIME_TARGETS,
     FeatureSpecError,
     build_target,
+    columns_read,
     is_number_like,
     target_inputs,
     to_float,
+    unknown_at_t,
 )
 from goldgate.sql_dialect import run_duckdb_sql
 from goldgate.usecase import Derive, DslFeatures, UseCase
@@ -91,6 +94,7 @@ class Plan:
     encodes: dict[str, Derive]  # text value column -> its default encoding
     calendar: list[str]
     ops: list[Derive]
+    aggregates: list[str]  # snapshots: the events and alive aggregates
     names: list[str]  # every output name in output order; onehot: "<col>_*"
     reserved: tuple[str, ...]  # the keys, the target and its end: no feature may take these names
 
@@ -100,30 +104,6 @@ def _dsl(usecase: UseCase) -> DslFeatures:
     if not isinstance(usecase.features, DslFeatures):
         raise FeatureSpecError(f"use case {usecase.name}: features.kind is {usecase.features.kind}, not dsl")
     return usecase.features
-
-
-def _columns_read(sql: str) -> set[str] | None:
-    """Column names a DuckDB SQL expression reads; None when it does not parse."""
-    try:
-        tree = sqlglot.parse_one(sql, read="duckdb")
-    except sqlglot.errors.ParseError:
-        return None
-    return {c.name for c in tree.find_all(exp.Column)}
-
-
-def unknown_at_t(usecase: UseCase) -> set[str]:
-    """Columns a feature at t may not read: a label target's column, when labels arrive, and gold columns
-    derived from them (directly or through another derived column)."""
-    hidden = {c for c in [usecase.label_available_column] if c is not None}
-    if usecase.target.kind == "label" and usecase.target.column is not None:
-        hidden.add(usecase.target.column)
-    reads = {name: _columns_read(sql) or set() for name, sql in usecase.gold.derive.items()}
-    grown = True
-    while grown:
-        tainted = {name for name, read in reads.items() if read & hidden} - hidden
-        hidden |= tainted
-        grown = bool(tainted)
-    return hidden
 
 
 def _is_value(column: str, usecase: UseCase, hidden: set[str]) -> bool:
@@ -233,7 +213,14 @@ def _check_names(names: list[str], taken: Iterable[str], keys: Keys, what: str) 
 def plan(schema: dict[str, dt.DataType], usecase: UseCase) -> Plan:
     """Check the DSL against the gold columns and list what it computes, without reading any data."""
     spec = _dsl(usecase)
-    time_type = schema.get(usecase.time) if usecase.time_column is not None else None
+    aggregates: list[str] = []
+    if spec.snapshots is not None:
+        from goldgate.data.snapshots import aggregate_names, snapshot_columns
+
+        schema = {**snapshot_columns(usecase), **schema}
+        aggregates = aggregate_names(usecase)
+    has_time = usecase.time_column is not None or spec.snapshots is not None
+    time_type = schema.get(usecase.time) if has_time else None
     keys = Keys(usecase.name, usecase.entity, usecase.time, time_type)
     for key in (keys.entity, keys.time):
         if key not in schema:
@@ -254,10 +241,10 @@ def plan(schema: dict[str, dt.DataType], usecase: UseCase) -> Plan:
         derived.extend(names)
     value_names = [n for c in values for n in (op_names(encodes[c]) if c in encodes else [c])]
     sql = [n for n in spec.sql if n in schema]
-    names = [*sql, *value_names, *derived, *spec.calendar]
+    names = [*sql, *value_names, *aggregates, *derived, *spec.calendar]
     reserved = (keys.entity, keys.time, usecase.target.name, LABEL_END)
-    _check_names(names, reserved, keys, "sql, values, derive, calendar")
-    return Plan(keys, sql, values, encodes, list(spec.calendar), list(spec.derive), names, reserved)
+    _check_names(names, reserved, keys, "sql, values, events, alive, derive, calendar")
+    return Plan(keys, sql, values, encodes, list(spec.calendar), list(spec.derive), aggregates, names, reserved)
 
 
 def check_row_sql(name: str, sql: str, hidden: set[str], usecase: str) -> None:
@@ -284,16 +271,21 @@ def with_sql_features(gold: ir.Table, usecase: UseCase) -> ir.Table:
     hidden = unknown_at_t(usecase)
     for name, sql in spec.sql.items():
         check_row_sql(name, sql, hidden, usecase.name)
-        if name in gold.columns:
-            raise FeatureSpecError(f"use case {usecase.name}: features.sql '{name}' is already a gold column")
+        if name in (usecase.entity, usecase.time):
+            raise FeatureSpecError(f"use case {usecase.name}: features.sql '{name}' is a key column; rename it")
     return _add_row_sql(gold, spec.sql)
 
 
 def _add_row_sql(table: ir.Table, sql: dict[str, str]) -> ir.Table:
-    """``table`` with the row-level SQL features ``sql`` (name -> DuckDB SQL) added as float64 columns."""
+    """``table`` with the row-level SQL features ``sql`` (name -> DuckDB SQL) added as float64 columns.
+
+    A feature may take the name of a gold column (``sales_price: sales_price``): it replaces that column.
+    """
     alias = f"__rowsql_{next(_ALIASES)}"
+    kept = ", ".join(f'"{c}"' for c in table.columns if c not in sql)
     exprs = ", ".join(f'CAST(({text}) AS DOUBLE) AS "{name}"' for name, text in sql.items())
-    return run_duckdb_sql(table.alias(alias), f"SELECT *, {exprs} FROM {alias}")  # noqa: S608 - the use case's SQL
+    select = f"{kept}, {exprs}" if kept else exprs
+    return run_duckdb_sql(table.alias(alias), f"SELECT {select} FROM {alias}")  # noqa: S608 - the use case's SQL
 
 
 def feature_names(gold_columns: dict[str, str], usecase: UseCase) -> list[str]:
@@ -409,7 +401,9 @@ def _time_stat(narrow: ir.Table, op: Derive, keys: Keys) -> ir.Value:
     assert x is not None  # checked by plan()
     if op.op == "versus":
         return ibis.ifelse(narrow[keys.entity].cast("string") == str(op.entity), x, ibis.null("float64")).max()
-    return x.mean()
+    # Summed in exact decimal arithmetic: the mean does not depend on the order in which parallel threads meet the
+    # values, so a rerun on the same data gives the same bits and its merge changes nothing.
+    return x.cast("decimal(38, 18)").mean().cast("float64")
 
 
 def _chain(ops: list[Derive], index: int, columns: list[str]) -> tuple[list[str], set[int]]:
@@ -611,6 +605,9 @@ def _features(table: ir.Table, steps: Plan, derived: list[list[str]]) -> dict[st
             assert value is not None  # text columns are encoded
             features[column] = value
             names.append(column)
+    for column in steps.aggregates:
+        features[column] = to_float(table[column])
+        names.append(column)
     for outputs in derived[: len(steps.ops)]:
         features.update({n: table[n] for n in outputs})
         names.extend(outputs)
@@ -629,7 +626,7 @@ def _narrow_gold(gold: ir.Table, usecase: UseCase, keys: Keys) -> NarrowSource:
 
     def narrow(columns: list[str]) -> ir.Table:
         wanted = {name: sql[name] for name in columns if name in sql}
-        names = {c.lower() for text in wanted.values() for c in _columns_read(text) or set()}
+        names = {c.lower() for text in wanted.values() for c in columns_read(text) or set()}
         read = [by_folded[c] for c in sorted(names) if c in by_folded]
         plain = [c for c in columns if c not in wanted]
         table = gold.select(*dict.fromkeys([keys.entity, keys.time, *plain, *read]))
@@ -638,18 +635,31 @@ def _narrow_gold(gold: ir.Table, usecase: UseCase, keys: Keys) -> NarrowSource:
     return narrow
 
 
-def build_dsl_features(gold: ir.Table, usecase: UseCase) -> ir.Table:
+def _snapshot_target(table: ir.Table, usecase: UseCase) -> dict[str, ir.Value]:
+    from goldgate.data.snapshots import target_label
+
+    return target_label(table, usecase)
+
+
+def build_dsl_features(gold: ir.Table, usecase: UseCase, data_end: date | None = None) -> ir.Table:
     """The feature table of a DSL use case: keys, float64 features, the target and ``target_end`` if any.
 
     Every gold row is kept (rows whose target is not known yet have a NULL target: they are scored). Rows come
-    in no particular order; readers sort.
+    in no particular order; readers sort. With ``features.snapshots`` the rows are the entities alive at each
+    period end up to ``data_end`` (default: the data's own end).
     """
+    snapshots = usecase.snapshots is not None
+    if snapshots:
+        from goldgate.data.snapshots import build_snapshot_rows
+
+        gold = build_snapshot_rows(gold, usecase, data_end)
     raw = gold
     gold = with_sql_features(gold, usecase)
     steps = plan(dict(gold.schema().items()), usecase)
     ops = [*steps.ops, *steps.encodes.values()]
-    table, derived = _derive(target_inputs(gold, usecase), ops, steps.keys, _narrow_gold(raw, usecase, steps.keys))
+    inputs = gold if snapshots else target_inputs(gold, usecase)
+    table, derived = _derive(inputs, ops, steps.keys, _narrow_gold(raw, usecase, steps.keys))
     features = _features(table, steps, derived)
-    target = build_target(table, usecase)
+    target = _snapshot_target(table, usecase) if snapshots else build_target(table, usecase)
     log.debug("use case %s: %d DSL features", usecase.name, len(features))
     return table.select(steps.keys.entity, steps.keys.time, **features, **target)

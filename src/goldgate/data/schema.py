@@ -85,6 +85,15 @@ def cell_text(value: ir.Value, source: Source) -> ir.StringValue:
     return ibis.ifelse(text.isin(missing_spellings(source)), ibis.null("string"), text)
 
 
+def clean_text(cell: ir.StringValue, column: Column, source: Source) -> ir.StringValue:
+    """A text cell with inner whitespace runs collapsed (``source.collapse_spaces``) and cased as declared."""
+    if source.collapse_spaces:
+        cell = cell.re_replace(r"\s+", " ")
+    if column.case == "lower":
+        return cell.lower()
+    return cell.upper() if column.case == "upper" else cell
+
+
 def _where(condition: ir.BooleanValue, value: ir.Value) -> ir.Value:
     """``value`` where ``condition`` holds, else NULL (also when the condition is NULL)."""
     return ibis.ifelse(condition, value, ibis.null(value.type()))
@@ -190,6 +199,10 @@ def epoch_timestamp(cell: ir.StringValue, source: Source, fmt: str) -> ir.Timest
 def format_kind(name: str, column: Column) -> str:
     """How a date/timestamp column's text is read: 'iso', 'epoch_s', 'epoch_ms' or 'strftime'."""
     fmt = column.format
+    if isinstance(fmt, list):
+        if fmt and all("%" in f for f in fmt):
+            return "strftime"
+        raise SchemaError(f"column '{name}': formats {fmt} must all be strftime formats such as '%Y-%m-%d'")
     if fmt in ISO_FORMATS:
         return "iso"
     if fmt in EPOCH_UNITS:
@@ -232,7 +245,7 @@ def typed_value(staged: ir.Table, name: str, column: Column, source: Source) -> 
     """The column's staged cell as its type, or None for a strftime date/timestamp (parsed by ``TRY_STRPTIME``)."""
     cell = staged[_cell_name(name, column)]
     if column.type == "string":
-        return cell
+        return clean_text(cell, column, source)
     if column.type == "float":
         return as_float(cell, source)
     if column.type == "int":
@@ -261,14 +274,26 @@ def _check_names(raw: ir.Table, columns: dict[str, Column]) -> None:
         )
 
 
-def _strptime(table: ir.Table, pending: dict[str, str]) -> ir.Table:
-    """``table`` with ``__strptime_<i>`` columns: each ``raw_<name>`` parsed by its strftime format (strict)."""
+def _parse_any(cell: str, formats: list[str]) -> str:
+    """SQL for ``cell`` parsed by the first of ``formats`` that fits it (strict), NULL when none does."""
+    tries = [f"TRY_STRPTIME({cell}, {_sql_string(fmt)})" for fmt in formats]
+    return tries[0] if len(tries) == 1 else f"COALESCE({', '.join(tries)})"
+
+
+def _strptime(table: ir.Table, pending: dict[str, list[str]]) -> ir.Table:
+    """``table`` with ``__strptime_<i>`` columns: each ``raw_<name>`` parsed by its strftime format(s) (strict)."""
     alias = f"__schema_{next(_ALIASES)}"  # unique, so several typed batches can be combined in one query
     parsed = ", ".join(
-        f"TRY_STRPTIME({_quoted(RAW_PREFIX + name)}, {_sql_string(fmt)}) AS {_quoted(f'__strptime_{i}')}"
-        for i, (name, fmt) in enumerate(pending.items())
+        f"{_parse_any(_quoted(RAW_PREFIX + name), formats)} AS {_quoted(f'__strptime_{i}')}"
+        for i, (name, formats) in enumerate(pending.items())
     )
     return run_duckdb_sql(table.alias(alias), f"SELECT *, {parsed} FROM {alias}")  # noqa: S608 - quoted names
+
+
+def _formats(column: Column) -> list[str]:
+    """A strftime column's formats as a list (one, or the first-that-parses list the column declares)."""
+    fmt = column.format
+    return list(fmt) if isinstance(fmt, list) else [str(fmt)]
 
 
 def type_columns(raw: ir.Table, columns: dict[str, Column], source: Source) -> ir.Table:
@@ -288,7 +313,7 @@ def type_columns(raw: ir.Table, columns: dict[str, Column], source: Source) -> i
     metadata = [m for m in METADATA if m in staged.columns]
     ready = {name: value for name, value in typed.items() if value is not None}
     table = staged.select(**ready, **{n: staged[n] for n in [*texts, *metadata]})
-    pending = {name: str(declared[name].format) for name, value in typed.items() if value is None}
+    pending = {name: _formats(declared[name]) for name, value in typed.items() if value is None}
     if not pending:
         return table
     table = _strptime(table, pending)
@@ -363,6 +388,8 @@ def _type_label(column: Column, source: Source) -> str:
     if column.type == "bool":
         return f"a bool (true: {', '.join(column.true_values)}; false: {', '.join(column.false_values)})"
     fmt = column.format or "iso"
+    if isinstance(fmt, list):
+        return f"a {column.type} in one of the formats " + ", ".join(f"'{f}'" for f in fmt)
     return f"a {column.type} in format '{fmt}'" + (" (ISO 8601)" if fmt == "iso" else "")
 
 

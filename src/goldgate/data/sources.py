@@ -39,7 +39,6 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from goldgate.sources.ecb_fx import SourceError
 from goldgate.usecase import PackageFile, Source
 
 log = logging.getLogger(__name__)
@@ -68,6 +67,10 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 _QUOTED = re.compile(r'"[^"]*"')
 _BLANK_LINE = re.compile(rb"\n[ \t\f\v\r]*\n")
 _SPACE_BYTES = b" \t\r\n\f\v"
+
+
+class SourceError(ValueError):
+    """A source file that is missing, unreadable, empty or not in the expected layout (every reader's base error)."""
 
 
 class FileSourceError(SourceError):

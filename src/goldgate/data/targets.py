@@ -16,6 +16,8 @@ from typing import Any
 import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
+import sqlglot
+from sqlglot import exp
 
 from goldgate.sql_dialect import run_duckdb_sql
 from goldgate.usecase import UseCase
@@ -59,6 +61,36 @@ def to_float(value: ir.Value) -> ir.Value | None:
     return None
 
 
+def columns_read(sql: str) -> set[str] | None:
+    """Column names a DuckDB SQL expression reads; None when it does not parse."""
+    try:
+        tree = sqlglot.parse_one(sql, read="duckdb")
+    except sqlglot.errors.ParseError:
+        return None
+    return {c.name for c in tree.find_all(exp.Column)}
+
+
+def unknown_at_t(usecase: UseCase) -> set[str]:
+    """Columns a feature at t may not read: a label target's column, when labels arrive, and gold columns
+    derived from them (directly or through another derived column)."""
+    hidden = {c for c in [usecase.label_available_column] if c is not None}
+    if usecase.target.kind == "label" and usecase.target.column is not None:
+        hidden.add(usecase.target.column)
+    snapshots = usecase.snapshots
+    if snapshots is not None:
+        # A snapshot row carries its gold row's values at the data's end: its end, the event and its date are
+        # future facts at a past snapshot.
+        hidden |= {c for c in (snapshots.end, usecase.target.at, *snapshots.filled_at_end) if c is not None}
+        hidden |= columns_read(usecase.target.event or "TRUE") or set()
+    reads = {name: columns_read(sql) or set() for name, sql in usecase.gold.derive.items()}
+    grown = True
+    while grown:
+        tainted = {name for name, read in reads.items() if read & hidden} - hidden
+        hidden |= tainted
+        grown = bool(tainted)
+    return hidden
+
+
 def target_inputs(table: ir.Table, usecase: UseCase) -> ir.Table:
     """``table`` with what the target reads besides its columns: the condition of an event target, per row.
 
@@ -99,11 +131,57 @@ def build_target(table: ir.Table, usecase: UseCase) -> dict[str, ir.Value]:
     if target.kind == "label":
         return _label_target(table, usecase)
     _check_time_target(table, usecase)
+    if target.unit != "rows":
+        return _time_span_target(table, usecase)
     builders = {"value_at": _value_at, "aggregate": _aggregate, "event": _event}
     ahead = ibis.window(group_by=usecase.entity, order_by=usecase.time)
     return {
         target.name: builders[target.kind](table, usecase).cast("float64"),
         LABEL_END: table[usecase.time].lead(target.horizon).over(ahead),
+    }
+
+
+UNIT_SECONDS = {"days": 86_400, "hours": 3_600, "minutes": 60}
+
+
+def _time_span_target(table: ir.Table, usecase: UseCase) -> dict[str, ir.Value]:
+    """A target over the span (t, t + horizon] in time: the latest known value in it (``value_at``), a statistic
+    of its values (``aggregate``) or whether the event holds on any of its rows (``event``).
+
+    The label is known once the entity's data reaches t + horizon (a row at or after it), else NULL; an
+    ``aggregate`` or ``value_at`` over a span without rows is NULL too. ``target_end`` is t + horizon.
+    """
+    target, time = usecase.target, table[usecase.time]
+    seconds = target.horizon * UNIT_SECONDS[target.unit]
+    on_dates = time.type().is_date()
+    step, reach = (
+        (ibis.interval(days=1), ibis.interval(days=seconds // 86_400))
+        if on_dates
+        else (ibis.interval(seconds=1), ibis.interval(seconds=seconds))
+    )
+    frame = ibis.window(group_by=usecase.entity, order_by=usecase.time, range=(step, reach))
+    end = time + reach
+    reached = time.max().over(ibis.window(group_by=usecase.entity)) >= end
+    if target.kind == "event":
+        value = table[EVENT_FLAG].cast("int32").max().over(frame).cast("float64").fill_null(0.0)
+    else:
+        x = _target_value(table, usecase)
+        stats: dict[str, Any] = {
+            "mean": lambda: x.mean().over(frame),
+            "sum": lambda: x.sum().over(frame),
+            "rms": lambda: (x * x).mean().over(frame).sqrt(),
+            "min": lambda: x.min().over(frame),
+            "max": lambda: x.max().over(frame),
+            "std": lambda: x.std().over(frame),
+        }
+        # The latest known value in the span: engines disagree on whether last() skips missing values.
+        known_at = ibis.ifelse(x.notnull(), time, ibis.null(time.type()))
+        latest = x.argmax(known_at).over(frame)
+        value = latest if target.kind == "value_at" else stats[target.aggregate]()
+        value = value * target.scale
+    return {
+        target.name: ibis.ifelse(reached, value, ibis.null("float64")).cast("float64"),
+        LABEL_END: end.cast(time.type()),
     }
 
 
@@ -115,10 +193,11 @@ def _check_time_target(table: ir.Table, usecase: UseCase) -> None:
             f"use case {usecase.name}: a {target.kind} target reads the next rows in time, but the data has no "
             "time column (use kind label)"
         )
-    if target.unit != "rows":
+    time_type = table[usecase.time].type()
+    if target.unit in ("hours", "minutes") and not time_type.is_timestamp():
         raise FeatureSpecError(
-            f"use case {usecase.name}: a {target.kind} target counts its horizon in rows; unit '{target.unit}' "
-            "is not supported here"
+            f"use case {usecase.name}: a horizon in {target.unit} needs a timestamp time column, "
+            f"'{usecase.time}' is {time_type} (use unit days or rows)"
         )
     if target.kind == "event" or target.column is None:
         return

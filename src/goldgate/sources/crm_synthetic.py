@@ -15,6 +15,9 @@ Everything is drawn with numpy and written through pyarrow compute, so a million
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -451,3 +454,42 @@ def _opportunity_ids(rng: np.random.Generator, n: int) -> np.ndarray:
     alphabet = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", dtype=np.uint8)
     digits = (codes[:, None] // 36 ** np.arange(7, -1, -1, dtype=np.int64)) % 36
     return alphabet[digits].view("S8").ravel().astype(str).astype(object)
+
+
+DEMO_FILES = ("sales_pipeline.csv", "accounts.csv", "products.csv", "sales_teams.csv")
+
+
+def demo_export(workspace: Path, rows: int = 8800, seed: int = 42) -> Path:
+    """The demo export folder in the workspace, generated once (``source.demo: crm`` without a path)."""
+    target = Path(workspace) / "sources" / f"crm-demo-s{seed}-n{rows}"
+    if _is_complete(target):
+        return target
+    return _generate_demo(target, rows, seed)
+
+
+def _is_complete(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in DEMO_FILES)
+
+
+def _generate_demo(target: Path, rows: int, seed: int) -> Path:
+    """Generate into a temporary sibling folder and rename it into place, so a half-written export is never seen."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        written = generate_crm(tmp, rows=rows, seed=seed)
+        if target.exists() and not _is_complete(target):
+            log.warning("%s: incomplete demo export found, replacing it", target)
+            shutil.rmtree(target)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            # Another process finished the same demo first: its export is identical (same seed), use it.
+            if not _is_complete(target):
+                raise
+            log.info("%s: generated concurrently by another process, reusing it", target)
+            return target
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("generated demo CRM export %s (%s)", target, ", ".join(f"{k}={v}" for k, v in written.items()))
+    return target

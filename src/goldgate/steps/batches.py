@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from goldgate.context import Context
-from goldgate.layers.bronze import SCHEMA_CHANGES, schema_change_rows, schema_changes
+from goldgate.data.bronze import SCHEMA_CHANGES, schema_change_rows, schema_changes
 from goldgate.quality import QUALITY
 
 log = logging.getLogger(__name__)

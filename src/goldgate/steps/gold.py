@@ -65,7 +65,8 @@ def with_joins(table: ir.Table, related: dict[str, ir.Table], uc: UseCase) -> ir
             raise ValueError(f"gold.joins {join.table}: columns {clash} already exist; set a prefix")
         right = other.select(_gg_key=other[key], **{new: other[old] for new, old in names.items()})
         joined = table.left_join(right, table[column] == right._gg_key)
-        table = joined.drop("_gg_key")
+        table = joined.mutate(**{join.known: joined._gg_key.notnull()}) if join.known else joined
+        table = table.drop("_gg_key")
     return table
 
 
@@ -87,5 +88,5 @@ def gold(ctx: Context) -> dict[str, Any]:
         inputs[name] = lake.version(name)
         related[join.table] = lake.read(name, inputs[name])
     table = build_gold(lake.read(uc.tables.silver, version), uc, related)
-    merged = lake.merge(uc.tables.gold, table, keys=[uc.entity, uc.time], inputs=inputs, delete_missing=True)
+    merged = lake.merge(uc.tables.gold, table, keys=uc.gold_keys, inputs=inputs, delete_missing=True)
     return {"inserted": merged.inserted, "updated": merged.updated, "version": merged.version}

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from goldgate.context import Context
-from goldgate.layers.bronze import add_ingest_metadata, require_columns
+from goldgate.data.bronze import add_ingest_metadata, require_columns
 from goldgate.steps.batches import batch_ingested, record_schema_changes
 from goldgate.usecase import Source, UseCase
 
@@ -28,14 +28,23 @@ def file_source(source: Source, path: Path) -> Source:
     return source.model_copy(update={"kind": "file", "path": str(path), "package": None, "unpivot": None})
 
 
-def table_sources(uc: UseCase, override: str | None) -> list[tuple[str, Source]]:
+def tables_folder(uc: UseCase, override: str | None, workspace: Path) -> Path:
+    """The folder of a ``tables`` source: ``--source``, else ``source.path``, else the generated demo export."""
+    chosen = override or uc.source.path
+    if chosen:
+        return Path(chosen).expanduser()
+    if uc.source.demo == "crm":
+        from goldgate.sources.crm_synthetic import demo_export  # the generator is only needed for the demo
+
+        return demo_export(workspace, rows=uc.source.demo_rows, seed=uc.source.demo_seed)
+    raise TablesSourceError("source: a tables source needs its folder (source.path or --source)")
+
+
+def table_sources(uc: UseCase, override: str | None, workspace: Path) -> list[tuple[str, Source]]:
     """(bronze table, source of one file) for every file the use case reads; the main file last."""
     if uc.source.kind != "tables":
         return [(uc.tables.bronze, uc.source)]
-    chosen = override or uc.source.path
-    if not chosen:
-        raise TablesSourceError("source: a tables source needs its folder (source.path or --source)")
-    folder = Path(chosen).expanduser()
+    folder = tables_folder(uc, override, workspace)
     if not folder.is_dir():
         raise TablesSourceError(
             f"{folder}: not a folder (a tables source reads {uc.source.main} and its related files)"
@@ -80,6 +89,9 @@ def ingest(ctx: Context) -> dict[str, Any]:
     uc = ctx.usecase
     if uc.source.kind != "tables":
         return ingest_file(ctx, uc.tables.bronze, uc.source, ctx.source)
-    results = {bronze: ingest_file(ctx, bronze, source, None) for bronze, source in table_sources(uc, ctx.source)}
+    results = {
+        bronze: ingest_file(ctx, bronze, source, None)
+        for bronze, source in table_sources(uc, ctx.source, ctx.settings.workspace_dir)
+    }
     main = results[uc.tables.bronze]
     return {**main, "related": {k: v for k, v in results.items() if k != uc.tables.bronze}}

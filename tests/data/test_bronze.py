@@ -1,4 +1,4 @@
-"""Bronze: the raw text table plus ingestion metadata, nothing parsed or dropped."""
+"""Bronze bookkeeping: the raw text table plus ingestion metadata, nothing parsed or dropped."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pytest
 
-from goldgate.layers.bronze import add_ingest_metadata
+from goldgate.data.bronze import add_ingest_metadata
 
 INGESTED_AT = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
 

@@ -1,4 +1,7 @@
-"""Bronze: the source as received, plus ingestion metadata. Nothing is parsed or dropped here."""
+"""Bronze bookkeeping shared by every reader: ingestion metadata, required columns and schema changes.
+
+Bronze is the source as received, plus ingestion metadata. Nothing is parsed or dropped here.
+"""
 
 from __future__ import annotations
 
