@@ -81,7 +81,7 @@ def test_invalid_usecase_names_the_key(tmp_path: Path, slice_usecase_path: Path)
 
 @pytest.mark.parametrize(
     ("content", "problem"),
-    [(None, "not found"), ("", "empty"), ("Day,USD,\n2023-01-02,1.1,\n", "'Date'")],
+    [(None, "not found"), ("", "empty"), ("Day,USD,\n2023-01-02,1.1,\n", "missing: Date")],
     ids=["missing", "empty", "no-date-header"],
 )
 def test_bad_source_fails_ingest_and_leaves_bronze_unchanged(
