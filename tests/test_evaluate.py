@@ -347,3 +347,99 @@ def test_plot_has_one_line_per_scored_model() -> None:
         assert ax.get_ylabel() == "rmse"
     finally:
         plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------------ multiclass
+def species_usecase(metric: str = "log_loss") -> UseCase:
+    return parse_usecase(
+        {
+            "name": "species",
+            "task": "multiclass",
+            "columns": {"species": {"type": "string", "role": "target"}, "x": "float"},
+            "target": {"kind": "label", "column": "species"},
+            "evaluation": {"folds": 3, "primary_metric": metric},
+            "gate": {"bootstrap_resamples": 200},
+        }
+    )
+
+
+def species_frame(n: int = 150) -> pd.DataFrame:
+    """Records whose class is readable from x most of the time, split into three k-fold folds."""
+    from goldgate.backtest import FOLD_COLUMN
+
+    rng = np.random.default_rng(1)
+    labels = rng.choice(["a", "b", "c"], n)
+    return pd.DataFrame(
+        {
+            "row_id": [f"r{i}" for i in range(n)],
+            "as_of": date(2024, 1, 1),
+            "x": [{"a": 0.0, "b": 1.0, "c": 2.0}[v] for v in labels],
+            "target": labels.astype(object),
+            FOLD_COLUMN: np.arange(n) % 3,
+        }
+    )
+
+
+def class_prior(fold: Fold, train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
+    shares = train["target"].value_counts(normalize=True).sort_index()
+    return pd.DataFrame(np.tile(shares.to_numpy(), (len(test), 1)), columns=list(shares.index))
+
+
+def readable(fold: Fold, train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
+    """0.9 on the class x points to; only classes a and b are known (c gets probability 0 from alignment)."""
+    sure_a = (test["x"] == 0.0).to_numpy()
+    return pd.DataFrame({"b": np.where(sure_a, 0.1, 0.9), "a": np.where(sure_a, 0.9, 0.1)})
+
+
+def test_multiclass_backtest_keeps_class_indices_and_probabilities() -> None:
+    from goldgate.backtest import kfold_folds
+
+    frame, uc = species_frame(), species_usecase()
+    folds = kfold_folds(3, date(2024, 1, 1), date(2024, 1, 1))
+    preds = run_backtest(frame, folds, {"prior": class_prior, "readable": readable}, uc)
+    assert [c for c in preds.columns if c.startswith("prob:")] == ["prob:a", "prob:b", "prob:c"]
+    mine = preds[preds["model"] == "readable"].set_index("row_id").loc[frame["row_id"]]
+    assert mine["y"].tolist() == frame["target"].map({"a": 0.0, "b": 1.0, "c": 2.0}).tolist()
+    assert set(mine["prob:c"]) == {0.0}
+    assert np.allclose(preds[["prob:a", "prob:b", "prob:c"]].sum(axis=1), 1.0)
+    scores = [ModelScore("prior", "baseline", "", ""), ModelScore("readable", "candidate", "", "")]
+    fill_scores(scores, preds, "multiclass")
+    # The prior predicts each fold's most frequent training class for every test row of the fold.
+    modes = {k: frame[frame["_fold"] != k]["target"].value_counts().idxmax() for k in range(3)}
+    hits = (frame["target"] == frame["_fold"].map(modes)).mean()
+    assert scores[0].metrics["accuracy"] == pytest.approx(hits)
+    assert set(scores[1].metrics) >= {"log_loss", "brier", "accuracy", "macro_f1", "ece"}
+    assert len(scores[1].fold_metrics) == 3
+
+
+@pytest.mark.parametrize("metric", ["log_loss", "brier"])
+def test_multiclass_comparison_pairs_per_row_losses(metric: str) -> None:
+    from goldgate.backtest import kfold_folds
+    from goldgate.metrics import multiclass_brier_rows, multiclass_log_loss_rows
+
+    frame, uc = species_frame(), species_usecase(metric)
+    folds = kfold_folds(3, date(2024, 1, 1), date(2024, 1, 1))
+    preds = run_backtest(frame, folds, {"prior": class_prior, "near": near_truth}, uc)
+    c = compare(preds, "near", "prior", "baseline", uc, uc.gate, seed=0)
+    assert c is not None
+    assert (c.metric, c.rows) == (metric, len(frame))
+    rows = {m: preds[preds["model"] == m].sort_values("row_id") for m in ("near", "prior")}
+    per_row = multiclass_log_loss_rows if metric == "log_loss" else multiclass_brier_rows
+    cols = ["prob:a", "prob:b", "prob:c"]
+    diff = per_row(rows["near"]["y"], rows["near"][cols].to_numpy()) - per_row(
+        rows["prior"]["y"], rows["prior"][cols].to_numpy()
+    )
+    assert c.ci_mean == pytest.approx(diff.mean())
+    assert c.ci_high < 0
+    assert c.fold_wins == 3
+    # Top-label ECE: always right, always 80% sure.
+    assert c.candidate_ece == pytest.approx(0.2)
+    assert c.rival_ece is not None
+    assert 0 <= c.rival_ece < c.candidate_ece
+
+
+def near_truth(fold: Fold, train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
+    """0.8 on the true class (read from x), 0.1 on each other class."""
+    prob = np.full((len(test), 3), 0.1)
+    prob[np.arange(len(test)), test["x"].to_numpy().astype(int)] = 0.8
+    return pd.DataFrame(prob, columns=["a", "b", "c"])

@@ -87,3 +87,74 @@ def test_gate_blocks_when_nothing_beats_the_baseline(tmp_path: Path) -> None:
     assert summary["gate"]["decision"] == "reject", summary["gate"]
     assert summary["champion"] is None
     assert summary["predictions_rows"] == 0
+
+
+def test_penguin_species_is_multiclass_and_clearly_beats_the_class_prior(tmp_path: Path) -> None:
+    from deltalake import DeltaTable
+
+    # Five penguins whose species was not recorded: they are scored, not trained on.
+    lines = _package_file("palmerpenguins", "data/penguins.csv").read_text().splitlines()
+    unknown = {10, 100, 200, 250, 300}
+    source = tmp_path / "penguins.csv"
+    source.write_text(
+        "\n".join("NA" + line[line.index(",") :] if i in unknown else line for i, line in enumerate(lines))
+    )
+    summary = _run(tmp_path, "penguins_species", source)
+    _conserved(summary, "penguins_species")
+    gate = summary["gate"]
+    assert gate["decision"] == "promote", gate
+    runs = {r["model"]: r["metrics"] for r in summary["runs"]}
+    assert set(runs) == {"prior", "logistic", "lightgbm"}
+    for candidate in ("logistic", "lightgbm"):
+        assert runs[candidate]["log_loss"] < runs["prior"]["log_loss"] / 4, runs
+        assert runs[candidate]["accuracy"] > 0.95, runs
+    assert runs["prior"]["accuracy"] < 0.5  # Adelie, the largest class, is 44% of the penguins
+    criteria = {c["name"]: c for c in gate["criteria"]}
+    assert criteria["calibration_vs_baseline"]["detail"].startswith("top-label expected calibration error")
+    assert criteria["ci_vs_baseline"]["passed"]
+    assert criteria["ci_vs_baseline"]["value"] < 0
+    predictions = DeltaTable(str(tmp_path / "ws" / "lake" / "gold" / "penguins_species_predictions")).to_pandas()
+    assert len(predictions) == summary["predictions_rows"] == 344  # every penguin is scored...
+    assert criteria["test_rows"]["value"] == 344 - len(unknown)  # ...but only the labelled ones are evaluated
+    assert set(predictions["prediction"]) <= {"Adelie", "Chinstrap", "Gentoo"}
+    probabilities = predictions[["p_adelie", "p_chinstrap", "p_gentoo"]].to_numpy()
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
+    assert (
+        predictions["prediction"].str.lower()
+        == predictions[["p_adelie", "p_chinstrap", "p_gentoo"]].idxmax(axis=1).str[2:]
+    ).all()
+    listed = CliRunner().invoke(
+        app, ["models", "-u", "penguins_species", "-w", str(tmp_path / "ws")], env={"COLUMNS": "200"}
+    )
+    assert listed.exit_code == 0, listed.output
+    assert "backtest log_loss" in listed.output
+    assert "backtest accuracy" in listed.output
+
+
+def test_multiclass_gate_rejects_a_label_that_is_noise(tmp_path: Path) -> None:
+    """Three classes drawn independently of the measurements: nothing can beat the class shares."""
+    rng = np.random.default_rng(11)
+    n = 360
+    labels = rng.choice(["red", "green", "blue"], n, p=[0.5, 0.3, 0.2])
+    x = rng.normal(0, 1, (n, 3))
+    csv = tmp_path / "noise.csv"
+    csv.write_text(
+        "a,b,c,colour\n" + "".join(f"{r[0]:.5f},{r[1]:.5f},{r[2]:.5f},{c}\n" for r, c in zip(x, labels, strict=True))
+    )
+    spec = {
+        "name": "noise",
+        "task": "multiclass",
+        "source": {"kind": "file"},
+        "columns": {"a": "float", "b": "float", "c": "float", "colour": {"type": "string", "role": "target"}},
+        "target": {"kind": "label", "column": "colour"},
+        "gate": {"margin": 0.01},
+    }
+    path = tmp_path / "noise.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    summary = _run(tmp_path, path, csv)
+    gate = summary["gate"]
+    assert gate["decision"] == "reject", gate
+    failed = {c["name"] for c in gate["criteria"] if not c["passed"]}
+    assert {"beats_baseline", "ci_vs_baseline"} <= failed, gate
+    assert summary["champion"] is None
+    assert summary["predictions_rows"] == 0

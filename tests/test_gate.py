@@ -388,3 +388,33 @@ def test_regression_gates_have_no_calibration_criterion() -> None:
         [comparison("lgbm", "baseline", 0.04, 0.05)],
     )
     assert not any(c.name.startswith("calibration") for c in decide(ev, POLICY, WINS, CLEAN).criteria)
+
+
+def multiclass_evaluation(candidate_ece: float, rival_ece: float, candidate_loss: float = 0.2) -> Evaluation:
+    comp = comparison("lightgbm", "baseline", candidate_loss, 1.05, metric="log_loss")
+    comp.candidate_ece, comp.rival_ece = candidate_ece, rival_ece
+    scores = [score("prior", "baseline", log_loss=1.05), score("lightgbm", "candidate", log_loss=candidate_loss)]
+    ev = evaluation(scores, [comp], "log_loss")
+    ev.task, ev.classes = "multiclass", ["Adelie", "Chinstrap", "Gentoo"]
+    return ev
+
+
+def test_multiclass_gate_checks_top_label_calibration() -> None:
+    policy = Gate(margin=0.01, latency_budget_ms=50, ece_tolerance=0.05)
+    good = decide(multiclass_evaluation(0.03, 0.0), policy, WINS, CLEAN)
+    assert good.promoted, good.reason
+    criterion = next(c for c in good.criteria if c.name == "calibration_vs_baseline")
+    assert criterion.detail.startswith("top-label expected calibration error 0.0300 vs baseline 0.0000")
+    bad = decide(multiclass_evaluation(0.2, 0.0), policy, WINS, CLEAN)
+    assert bad.reason == "failed: calibration_vs_baseline"
+
+
+def test_multiclass_gate_rejects_a_candidate_no_better_than_the_prior() -> None:
+    ev = multiclass_evaluation(0.0, 0.0, candidate_loss=1.10)
+    ev.comparisons[0].ci_high, ev.comparisons[0].fold_wins = 0.02, 1
+    decision = decide(ev, Gate(margin=0.01, latency_budget_ms=50), WINS, CLEAN)
+    assert not decision.promoted
+    assert decision.reason == "failed: beats_baseline, ci_vs_baseline, fold_wins_vs_baseline"
+    # The decision survives its JSON record, classes and all.
+    assert GateDecision.from_dict(json.loads(json.dumps(decision.to_dict()))) == decision
+    assert Evaluation.from_dict(json.loads(json.dumps(ev.to_dict()))).classes == ev.classes

@@ -190,3 +190,63 @@ def test_calibrated_probabilities_are_never_certain() -> None:
     prob = build_model(ModelSpec(name="lr", kind="logistic", calibration="isotonic"), seed=1).fit(xs, y).predict(xs)
     assert prob.min() >= PROBABILITY_FLOOR
     assert prob.max() <= 1 - PROBABILITY_FLOOR
+
+
+def _species(n: int = 240, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
+    """Three classes, each around its own centre in two features (with a missing value)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(["gentoo", "adelie", "chinstrap"], n)
+    centre = {"adelie": (0.0, 0.0), "chinstrap": (3.0, 0.0), "gentoo": (0.0, 3.0)}
+    xy = np.array([centre[c] for c in labels]) + rng.normal(0, 0.7, (n, 2))
+    x = pd.DataFrame({"a": xy[:, 0], "b": xy[:, 1]})
+    x.loc[3, "a"] = np.nan
+    return x, pd.Series(labels, dtype="object")
+
+
+def test_multiclass_prior_predicts_the_training_class_shares() -> None:
+    from goldgate.models import ClassPrior
+
+    x, y = _species()
+    spec = ModelSpec(name="prior", kind="prior")
+    model = build_model(spec, seed=0, multiclass=True)
+    assert isinstance(model, ClassPrior)
+    out = model.fit(x, y).predict(x.head(4))
+    assert list(out.columns) == ["adelie", "chinstrap", "gentoo"]
+    shares = y.value_counts(normalize=True)
+    assert out.iloc[0].to_dict() == pytest.approx({c: shares[c] for c in out.columns})
+    assert np.allclose(out.sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize("kind", ["logistic", "random_forest", "lightgbm_classifier"])
+def test_multiclass_candidates_predict_class_probabilities(kind: str) -> None:
+    from goldgate.metrics import output_metrics
+    from goldgate.models import ClassProbabilities
+
+    x, y = _species()
+    params = {"n_estimators": 30} if kind != "logistic" else {}
+    model = build_model(ModelSpec(name=kind, kind=kind, params=params), seed=0, multiclass=True)
+    assert isinstance(model, ClassProbabilities)
+    out = model.fit(x.iloc[:180], y.iloc[:180]).predict(x.iloc[180:])
+    assert list(out.columns) == ["adelie", "chinstrap", "gentoo"]
+    assert np.allclose(out.sum(axis=1), 1.0)
+    m = output_metrics("multiclass", y.iloc[180:], out)
+    assert m["accuracy"] > 0.85
+    assert m["log_loss"] < np.log(3) / 2  # far better than knowing nothing
+
+
+def test_multiclass_logistic_is_multinomial_and_integer_labels_become_text() -> None:
+    x, y = _species()
+    codes = y.map({"adelie": 1, "chinstrap": 2, "gentoo": 10})
+    model = build_model(ModelSpec(name="logistic", kind="logistic"), seed=0, multiclass=True).fit(x, codes)
+    assert model.classes_ == ["1", "10", "2"]  # sorted as text, as the feature table holds them
+    inner = model.model_.steps[-1][1].steps[-1][1]
+    assert inner.coef_.shape == (3, 2)  # one row of coefficients per class: multinomial
+
+
+def test_multiclass_refuses_regression_kinds_and_a_single_class() -> None:
+    x, _ = _species()
+    with pytest.raises(ValueError, match="not a multiclass model"):
+        build_model(ModelSpec(name="linear", kind="linear"), seed=0, multiclass=True)
+    model = build_model(ModelSpec(name="logistic", kind="logistic"), seed=0, multiclass=True)
+    with pytest.raises(ValueError, match="at least two classes"):
+        model.fit(x, pd.Series(["adelie"] * len(x)))

@@ -193,3 +193,24 @@ def test_a_profile_without_a_grid_still_gives_psi(reference: np.ndarray) -> None
     edges = np.quantile(reference, np.linspace(0, 1, BINS + 1)[1:-1])
     old = {"edges": edges.tolist(), "shares": [0.1] * BINS, "quantiles": [], "std": 1.0}
     assert psi(old, reference) == pytest.approx(0.0, abs=1e-3)
+
+
+def test_a_multiclass_model_is_profiled_and_drifts_by_its_predicted_class() -> None:
+    from types import SimpleNamespace
+
+    from goldgate.monitor import categorical_drift, categorical_histogram, prediction_profiles
+
+    class Sorter:
+        def predict(self, x: pd.DataFrame) -> pd.DataFrame:
+            high = (x["a"] > 0).to_numpy(dtype="float64")
+            return pd.DataFrame({"low": 0.9 - 0.8 * high, "high": 0.1 + 0.8 * high})
+
+    frame = pd.DataFrame({"a": normal(3, n=400)})
+    profile = prediction_profiles(frame, [SimpleNamespace(run_id="r1", estimator=Sorter(), inputs=["a"])], BINS)["r1"]
+    assert profile["kind"] == "categorical"
+    assert profile["categories"] == pytest.approx({"high": (frame["a"] > 0).mean(), "low": (frame["a"] <= 0).mean()})
+    thresholds = {"missing_rate": 0.05, "psi": 0.2, "js": 0.1, "chi2_pvalue": 0.01}
+    shifted = categorical_histogram(["high"] * 90 + ["low"] * 10, list(profile["categories"]))
+    rows = categorical_drift("prediction", profile, shifted, thresholds, kind="prediction")
+    assert {r.kind for r in rows} == {"prediction"}
+    assert {r.statistic for r in rows if r.drifted} == {"psi", "js", "chi2_pvalue"}

@@ -80,3 +80,54 @@ def test_expected_accuracy_of_a_calibrated_classifier() -> None:
     y = rng.uniform(0, 1, p.size) < p  # labels drawn from the probabilities: calibrated by construction
     actual = np.mean((p > 0.5) == y)
     assert expected_accuracy(p) == pytest.approx(actual, abs=0.005)
+
+
+def species_features() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "row_id": ["r1", "r2", "r3", "r4"],
+            "as_of": pd.to_datetime(["2026-09-30"] * 4),
+            "target": ["Adelie", "Gentoo", "Chinstrap", None],  # r4's species is not known
+        }
+    )
+
+
+def test_stored_multiclass_predictions_are_measured_from_their_class_probabilities() -> None:
+    predictions = pd.DataFrame(
+        {
+            "row_id": ["r1", "r2", "r3", "r4"],
+            "as_of": [date(2026, 9, 30)] * 4,
+            "model_version": ["1"] * 4,
+            "prediction": ["Adelie", "Adelie", "Gentoo", "Gentoo"],
+            "p_adelie": [0.8, 0.6, 0.1, 0.1],
+            "p_gentoo": [0.2, 0.4, 0.9, 0.9],  # the model never saw Chinstrap: p = 0 for r3
+        }
+    )
+    rows = stored_performance(
+        ibis.memtable(predictions), ibis.memtable(species_features()), "row_id", "as_of", "target", "multiclass"
+    )
+    got = {r["metric"]: (r["value"], r["rows"]) for r in rows}
+    assert set(got) == {"log_loss", "brier", "accuracy"}
+    assert got["accuracy"] == pytest.approx((1 / 3, 3))
+    log_loss = (-np.log(0.8) - np.log(0.4) - np.log(1e-15)) / 3
+    assert got["log_loss"] == pytest.approx((log_loss, 3))
+    brier = ((0.2**2 + 0.2**2) + (0.6**2 + 0.6**2) + (0.1**2 + 0.9**2 + 1.0)) / 3
+    assert got["brier"] == pytest.approx((brier, 3))
+
+
+def test_backfill_of_a_multiclass_model_and_its_expected_accuracy() -> None:
+    scored = species_features().assign(
+        prediction=["Adelie", "Gentoo", "Chinstrap", "Adelie"],
+        **{
+            "prob:Adelie": [0.8, 0.1, 0.1, 0.6],
+            "prob:Chinstrap": [0.1, 0.1, 0.8, 0.2],
+            "prob:Gentoo": [0.1, 0.8, 0.1, 0.2],
+        },
+    )
+    rows = backfill_performance(scored, "as_of", "target", since=None, task="multiclass")
+    got = {r["metric"]: r["value"] for r in rows}
+    assert set(got) == {"log_loss", "brier", "accuracy", "macro_f1", "ece"}
+    assert got["accuracy"] == 1.0
+    assert got["log_loss"] == pytest.approx(-np.log(0.8))
+    assert {r["rows"] for r in rows} == {3}
+    assert expected_accuracy(np.array([[0.8, 0.1, 0.1], [0.3, 0.3, 0.4]])) == pytest.approx(0.6)

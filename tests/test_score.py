@@ -291,3 +291,26 @@ def test_score_command(scored: dict[str, Any], slice_usecase_path: Path) -> None
     bad = runner.invoke(app, [*base, "--alias", "nobody"])
     assert bad.exit_code == 1
     assert "score: fx_slice_vol has no 'nobody' alias" in bad.output
+
+
+def test_with_lineage_of_a_multiclass_model_keeps_the_class_and_every_probability() -> None:
+    rows = rows_to_score(frame(), INPUTS, "date", D2)
+    probabilities = pd.DataFrame({"Adelie": [0.7, 0.1], "Chin strap": [0.2, 0.1], "Gentoo": [0.1, 0.8]})
+    table = with_lineage(rows, probabilities, "currency", "date", LINEAGE, SCORED_AT)
+    columns = ["prediction", "p_adelie", "p_chin_strap", "p_gentoo"]
+    assert table.column_names == ["currency", "as_of", *columns, *LINEAGE, "scored_at"]
+    assert pa.types.is_string(table.schema.field("prediction").type) or pa.types.is_large_string(
+        table.schema.field("prediction").type
+    )
+    assert table.column("prediction").to_pylist() == ["Adelie", "Gentoo"]
+    assert table.column("p_gentoo").to_pylist() == [0.1, 0.8]
+    assert table.schema.field("p_adelie").type == pa.float64()
+
+
+def test_class_columns_are_named_like_one_hot_features() -> None:
+    from goldgate.data.names import slugs
+    from goldgate.score import class_columns
+
+    classes = ["<= 1 year", "10+ years", "A b", "a_b", "", "5%"]
+    assert class_columns(classes) == [f"p_{s}" for s in slugs(classes)]
+    assert class_columns(classes) == ["p_le_1_year", "p_10_plus_years", "p_a_b", "p_a_b_2", "p_blank", "p_5_pct"]

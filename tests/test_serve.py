@@ -554,3 +554,46 @@ def test_bounded_load_from_a_second_process_has_no_errors(live: LiveServer, work
     assert result["errors"] == 0, result
     assert result["requests"] >= 100, result  # the 30 s bound did not cut the run short to nothing
     assert 0 < result["p50_ms"] <= result["p99_ms"]
+
+
+# ------------------------------------------------------------------------------------------- multiclass
+
+
+def test_a_multiclass_model_answers_with_the_most_probable_class_and_every_probability(tmp_path: Path) -> None:
+    import mlflow
+    import pandas as pd
+
+    from goldgate.models import build_model
+    from goldgate.serve import ModelHolder, ServedModel, build_predictor, output_classes, signature_fields
+    from goldgate.tracking import configure_mlflow
+    from goldgate.train import _log_model
+    from goldgate.usecase import ModelSpec
+
+    settings = _settings(tmp_path / "ws")
+    configure_mlflow(settings)
+    rng = np.random.default_rng(0)
+    y = pd.Series(rng.choice(["Adelie", "Chinstrap", "Gentoo"], 90), dtype="object")
+    x = pd.DataFrame({"bill": y.map({"Adelie": 38.0, "Chinstrap": 49.0, "Gentoo": 47.0}) + rng.normal(0, 1, 90)})
+    x["depth"] = y.map({"Adelie": 18.0, "Chinstrap": 18.5, "Gentoo": 15.0}) + rng.normal(0, 0.5, 90)
+    model = build_model(ModelSpec(name="logistic", kind="logistic"), seed=0, multiclass=True).fit(x, y)
+    with mlflow.start_run():
+        pyfunc = mlflow.pyfunc.load_model(_log_model(model, x).model_uri)
+    fields = signature_fields(pyfunc.metadata.get_input_schema())
+    classes = output_classes(pyfunc)
+    assert classes == ("Adelie", "Chinstrap", "Gentoo")
+    predict, path = build_predictor(pyfunc, fields, classes)
+    holder = ModelHolder("penguins_species", "champion", 3600)
+    holder.current = ServedModel(
+        "penguins_species", "1", "champion", "", {}, None, fields, predict, path, classes=classes
+    )
+    app = create_app(settings, load_usecase("penguins_species"), holder=holder)
+    rows = [{"bill": 38.5, "depth": 18.2}, {"bill": 47.5, "depth": 14.8}]
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, headers={"X-API-Key": KEY}) as client:
+        body = client.post("/v1/predict", json={"rows": rows}).json()
+        described = client.get("/v1/model").json()
+    assert body["predictions"] == ["Adelie", "Gentoo"]
+    expected = model.predict(pd.DataFrame(rows))
+    for got, (_, want) in zip(body["probabilities"], expected.iterrows(), strict=True):
+        assert list(got) == list(classes)
+        assert got == pytest.approx(want.to_dict())
+    assert described["classes"] == list(classes)

@@ -289,7 +289,10 @@ def generate_crm_cmd(
 
 def _listed_metrics(uc: UseCase) -> tuple[str, ...]:
     """The metrics `goldgate models` lists for the use case's task, its primary metric first."""
-    task_metrics = ("rmse", "mae") if uc.task == "regression" else ("brier", "roc_auc", "log_loss")
+    task_metrics = {
+        "regression": ("rmse", "mae"),
+        "multiclass": ("log_loss", "brier", "accuracy", "macro_f1"),
+    }.get(uc.task, ("brier", "roc_auc", "log_loss"))
     primary = uc.evaluation.primary_metric
     return (primary, *(m for m in task_metrics if m != primary))
 

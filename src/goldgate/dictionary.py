@@ -71,7 +71,8 @@ OPS_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "source": "predictions (stored rows joined to late labels) or backfill (champion on unseen window dates).",
         "window_start": "First date of the window (a month's first day for predictions).",
         "window_end": "Last date of the window (a month's last day for predictions).",
-        "metric": "rmse or mae (regression); brier, log_loss, ece or roc_auc (classification).",
+        "metric": "rmse or mae (regression); brier, log_loss, ece or roc_auc (classification); log_loss, brier, "
+        "accuracy, macro_f1 or ece (multiclass).",
         "value": "The metric's value.",
         "rows": "Labelled rows it was computed on.",
         "estimated": "False: computed from real labels (no label-free estimate is made).",

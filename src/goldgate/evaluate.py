@@ -22,7 +22,14 @@ import pandas as pd
 from goldgate.backtest import Fold, fold_rows, time_points
 from goldgate.bootstrap import paired_block_bootstrap
 from goldgate.features import model_feature_columns
-from goldgate.metrics import expected_calibration_error, loss_rows, task_metrics
+from goldgate.metrics import (
+    class_indices,
+    class_probabilities,
+    expected_calibration_error,
+    loss_rows,
+    task_metrics,
+    top_label_ece,
+)
 from goldgate.usecase import Gate, UseCase
 
 log = logging.getLogger(__name__)
@@ -30,6 +37,8 @@ log = logging.getLogger(__name__)
 EVALUATION_FILE = "evaluation.json"
 PREDICTIONS_FILE = "backtest_predictions.parquet"
 PLOT_FILE = "backtest.png"
+# Multiclass backtest rows hold one probability column per class, named by this prefix and the class.
+PROB_PREFIX = "prob:"
 
 
 class EvaluationError(RuntimeError):
@@ -68,7 +77,8 @@ class Comparison:
     ci_high: float
     ci_level: float
     ci_unit: str = "date"  # what the bootstrap resampled as blocks: date or entity
-    # Classifiers: expected calibration error of both on the shared rows (None for regression).
+    # Classifiers: expected calibration error of both on the shared rows (None for regression); multiclass: the
+    # top-label ECE (the confidence in the most probable class against whether it is right).
     candidate_ece: float | None = None
     rival_ece: float | None = None
 
@@ -84,6 +94,7 @@ class Evaluation:
     scores: list[ModelScore]
     comparisons: list[Comparison] = field(default_factory=list)
     task: str = "regression"
+    classes: list[str] = field(default_factory=list)  # multiclass: the classes, in the order of their indices
 
     def by_role(self, role: str) -> list[ModelScore]:
         return [s for s in self.scores if s.role == role]
@@ -103,7 +114,8 @@ class Evaluation:
 
 
 # A scorer returns predictions for a fold's test rows, or None when it may not be scored on that fold.
-Scorer = Callable[[Fold, pd.DataFrame, pd.DataFrame], "np.ndarray | None"]
+# A multiclass model's predictions are a frame with one probability column per class.
+Scorer = Callable[[Fold, pd.DataFrame, pd.DataFrame], Any]
 
 
 def loss(metric: str, y: np.ndarray, pred: np.ndarray) -> np.ndarray:
@@ -111,35 +123,76 @@ def loss(metric: str, y: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return loss_rows(metric, np.asarray(y), np.asarray(pred))
 
 
+def label_classes(frame: pd.DataFrame, usecase: UseCase) -> list[str]:
+    """Multiclass: the sorted distinct labels (as text) of the labelled rows; empty for other tasks."""
+    if usecase.task != "multiclass":
+        return []
+    labels = frame[usecase.target.name].dropna()
+    return sorted({str(v) for v in labels})
+
+
+def prob_columns(rows: pd.DataFrame, prefix: str = PROB_PREFIX) -> list[str]:
+    """The class probability columns of multiclass backtest rows, in class order (none for other tasks)."""
+    return [c for c in rows.columns if str(c).startswith(prefix)]
+
+
+def row_outputs(rows: pd.DataFrame, prefix: str = PROB_PREFIX, pred: str = "pred") -> np.ndarray:
+    """What the metrics read of backtest rows: ``pred``, or with class probabilities the rows x classes matrix."""
+    columns = prob_columns(rows, prefix)
+    if columns:
+        return rows[columns].to_numpy(dtype="float64")
+    return rows[pred].to_numpy(dtype="float64")
+
+
+def _prediction_rows(
+    name: str, fold: Fold, test: pd.DataFrame, output: Any, usecase: UseCase, classes: list[str]
+) -> pd.DataFrame:
+    """Backtest rows of one scorer on one fold; multiclass adds a probability column per class."""
+    target = test[usecase.target.name]
+    rows = pd.DataFrame(
+        {
+            "model": name,
+            "fold": fold.index,
+            usecase.entity: test[usecase.entity].to_numpy(),
+            usecase.time: time_points(test[usecase.time]),
+        }
+    )
+    if not classes:
+        rows["y"] = target.to_numpy(dtype="float64")
+        rows["pred"] = np.asarray(output, dtype="float64")
+        return rows
+    prob = class_probabilities(output, classes)
+    rows["y"] = class_indices(target, classes)
+    rows["pred"] = np.argmax(prob, axis=1).astype("float64")  # the index of the most probable class
+    return pd.concat([rows, pd.DataFrame(prob, columns=[PROB_PREFIX + c for c in classes])], axis=1)
+
+
 def run_backtest(frame: pd.DataFrame, folds: list[Fold], scorers: dict[str, Scorer], usecase: UseCase) -> pd.DataFrame:
-    """Predictions of every scorer on every fold it may score: one row per (model, fold, entity, date)."""
-    parts = []
+    """Predictions of every scorer on every fold it may score: one row per (model, fold, entity, date).
+
+    Multiclass: ``y`` and ``pred`` are class indices into the classes of the labels and of every model's output
+    (sorted), and ``prob:<class>`` columns hold the probabilities.
+    """
+    outputs = []
     for fold in folds:
         train, test = fold_rows(frame, fold, usecase.time)
         if test.empty:
             raise EvaluationError(f"fold {fold.index} ({fold.test_start}..{fold.test_end}) has no test rows")
         for name, scorer in scorers.items():
             pred = scorer(fold, train, test)
-            if pred is None:
-                continue
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "model": name,
-                        "fold": fold.index,
-                        usecase.entity: test[usecase.entity].to_numpy(),
-                        usecase.time: time_points(test[usecase.time]),
-                        "y": test[usecase.target.name].to_numpy(dtype="float64"),
-                        "pred": np.asarray(pred, dtype="float64"),
-                    }
-                )
-            )
+            if pred is not None:
+                outputs.append((name, fold, test, pred))
+    classes = label_classes(frame, usecase)
+    if classes:
+        seen = {str(c) for *_, out in outputs for c in getattr(out, "columns", [])}
+        classes = sorted(set(classes) | seen)
+    parts = [_prediction_rows(name, fold, test, out, usecase, classes) for name, fold, test, out in outputs]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def _metrics_by_fold(rows: pd.DataFrame, task: str) -> list[dict[str, float]]:
     return [
-        {"fold": int(k), "rows": float(len(g)), **task_metrics(task, g["y"].to_numpy(), g["pred"].to_numpy())}
+        {"fold": int(k), "rows": float(len(g)), **task_metrics(task, g["y"].to_numpy(), row_outputs(g))}
         for k, g in rows.groupby("fold", sort=True)
     ]
 
@@ -151,7 +204,7 @@ def fill_scores(scores: list[ModelScore], predictions: pd.DataFrame, task: str =
         if len(rows) == 0:
             s.error = s.error or "not scored on any fold (no out-of-sample fold for this model)"
             continue
-        s.metrics = task_metrics(task, rows["y"].to_numpy(), rows["pred"].to_numpy())
+        s.metrics = task_metrics(task, rows["y"].to_numpy(), row_outputs(rows))
         s.fold_metrics = _metrics_by_fold(rows, task)
 
 
@@ -160,6 +213,18 @@ def _blocks(rows: pd.DataFrame, usecase: UseCase, policy: Gate) -> np.ndarray:
     if policy.bootstrap_unit == "time":
         return pd.to_datetime(rows[usecase.time]).dt.date.astype(str).to_numpy()
     return rows[usecase.entity].astype(str).to_numpy()
+
+
+# Prefix of the rival's prediction columns in a paired comparison.
+RIVAL = "rival:"
+
+
+def _paired_rows(predictions: pd.DataFrame, candidate: str, rival: str, keys: list[str]) -> pd.DataFrame:
+    """The candidate's backtest rows joined to the rival's predictions (``rival:``-prefixed) on shared keys."""
+    a = predictions[predictions["model"] == candidate]
+    b = predictions[predictions["model"] == rival]
+    outputs = ["pred", *prob_columns(predictions)]
+    return a.merge(b[[*keys, *outputs]].rename(columns={c: RIVAL + c for c in outputs}), on=keys)
 
 
 def compare(
@@ -172,14 +237,12 @@ def compare(
     seed: int,
 ) -> Comparison | None:
     """Paired comparison on the rows both models scored; None when they share no row."""
-    keys = ["fold", usecase.entity, usecase.time]
-    a = predictions[predictions["model"] == candidate]
-    b = predictions[predictions["model"] == rival]
-    both = a.merge(b[[*keys, "pred"]], on=keys, suffixes=("", "_rival"))
+    both = _paired_rows(predictions, candidate, rival, ["fold", usecase.entity, usecase.time])
     if both.empty:
         return None
     metric = usecase.evaluation.primary_metric
-    la, lb = loss(metric, both["y"], both["pred"]), loss(metric, both["y"], both["pred_rival"])
+    mine, theirs = row_outputs(both), row_outputs(both, RIVAL + PROB_PREFIX, RIVAL + "pred")
+    la, lb = loss(metric, both["y"], mine), loss(metric, both["y"], theirs)
     ci = paired_block_bootstrap(
         la,
         lb,
@@ -192,28 +255,28 @@ def compare(
     wins = 0
     folds = sorted(int(f) for f in both["fold"].unique())
     for k in folds:
-        g = both[both["fold"] == k]
-        ma = task_metrics(task, g["y"].to_numpy(), g["pred"].to_numpy())[metric]
-        mb = task_metrics(task, g["y"].to_numpy(), g["pred_rival"].to_numpy())[metric]
+        in_fold = (both["fold"] == k).to_numpy()
+        ma = task_metrics(task, both["y"].to_numpy()[in_fold], mine[in_fold])[metric]
+        mb = task_metrics(task, both["y"].to_numpy()[in_fold], theirs[in_fold])[metric]
         wins += int(ma < mb)
     y = both["y"].to_numpy()
-    classifier = task == "classification"
+    ece = {"classification": expected_calibration_error, "multiclass": top_label_ece}.get(task)
     return Comparison(
         candidate=candidate,
         rival=rival_role,
         metric=metric,
         folds=folds,
         rows=len(both),
-        candidate_value=task_metrics(task, y, both["pred"].to_numpy())[metric],
-        rival_value=task_metrics(task, y, both["pred_rival"].to_numpy())[metric],
+        candidate_value=task_metrics(task, y, mine)[metric],
+        rival_value=task_metrics(task, y, theirs)[metric],
         fold_wins=wins,
         ci_mean=ci.mean,
         ci_low=ci.low,
         ci_high=ci.high,
         ci_level=ci.level,
         ci_unit="date" if policy.bootstrap_unit == "time" else usecase.entity,
-        candidate_ece=expected_calibration_error(y, both["pred"].to_numpy()) if classifier else None,
-        rival_ece=expected_calibration_error(y, both["pred_rival"].to_numpy()) if classifier else None,
+        candidate_ece=ece(y, mine) if ece is not None else None,
+        rival_ece=ece(y, theirs) if ece is not None else None,
     )
 
 
@@ -297,6 +360,11 @@ def dataset_version_of(run: Any) -> dict[str, int]:
     return {k: int(v) for k, v in json.loads(run.data.tags["dataset_version"]).items()}
 
 
+def _output(predicted: Any) -> Any:
+    """A model's predictions as the backtest keeps them: an array, or a multiclass model's probability frame."""
+    return predicted if isinstance(predicted, pd.DataFrame) else np.asarray(predicted)
+
+
 def refit_scorer(
     fit: Callable[[pd.DataFrame], Any],
     inputs: list[str],
@@ -307,8 +375,8 @@ def refit_scorer(
 
     def score(fold: Fold, train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
         if final_predict is not None and fold.index == last_fold:
-            return np.asarray(final_predict(test[inputs]))
-        return np.asarray(fit(train).predict(test[inputs]))
+            return _output(final_predict(test[inputs]))
+        return _output(fit(train).predict(test[inputs]))
 
     return score
 
@@ -319,7 +387,7 @@ def artifact_scorer(
     """Score a fixed model only on folds it has not seen."""
 
     def score(fold: Fold, train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray | None:
-        return np.asarray(predict(test[inputs])) if is_oos(fold) else None
+        return _output(predict(test[inputs])) if is_oos(fold) else None
 
     return score
 
@@ -442,6 +510,7 @@ def _backtest(
         scores=scores,
         comparisons=compare_all(predictions, scores, usecase),
         task=usecase.task,
+        classes=[c.removeprefix(PROB_PREFIX) for c in prob_columns(predictions)],
     )
     return evaluation, predictions
 
@@ -519,7 +588,10 @@ def log_evaluation(evaluation: Evaluation, predictions: pd.DataFrame) -> None:
         # backtest_* pools every fold; holdout_* is the last fold, the window the logged model never saw.
         metrics = [Metric(f"backtest_{k}", v, now, 0) for k, v in s.metrics.items()]
         metrics += [Metric(f"holdout_{k}", v, now, 0) for k, v in s.fold_metrics[-1].items() if k != "fold"]
-        per_fold = ("rmse", "mae") if evaluation.task == "regression" else ("brier", "log_loss", "roc_auc", "ece")
+        per_fold = {
+            "regression": ("rmse", "mae"),
+            "multiclass": ("log_loss", "brier", "accuracy", "macro_f1", "ece"),
+        }.get(evaluation.task, ("brier", "log_loss", "roc_auc", "ece"))
         metrics += [Metric(f"fold_{k}", f[k], now, int(f["fold"])) for f in s.fold_metrics for k in per_fold if k in f]
         client.log_batch(s.run_id, metrics=metrics)
     run_id = evaluation.training_run_id

@@ -91,17 +91,23 @@ def _beats(name: str, comp: Comparison | None, margin: float, why_missing: str) 
     ]
 
 
-def _calibration(name: str, comp: Comparison | None, tolerance: float, why_missing: str) -> Criterion:
-    """A classifier's expected calibration error may not exceed the rival's by more than ``tolerance``."""
+def _calibration(
+    name: str, comp: Comparison | None, tolerance: float, why_missing: str, top_label: bool = False
+) -> Criterion:
+    """A classifier's expected calibration error may not exceed the rival's by more than ``tolerance``.
+
+    ``top_label`` (multiclass): the ECE of the confidence in the most probable class against whether it is right.
+    """
     if comp is None or comp.candidate_ece is None or comp.rival_ece is None:
         return Criterion(f"calibration_vs_{name}", False, None, None, f"cannot compare: {why_missing}")
     limit = comp.rival_ece + tolerance
+    what = "top-label expected calibration error" if top_label else "expected calibration error"
     return Criterion(
         f"calibration_vs_{name}",
         comp.candidate_ece <= limit,
         comp.candidate_ece,
         limit,
-        f"expected calibration error {comp.candidate_ece:.4f} vs {name} {comp.rival_ece:.4f} on {comp.rows} shared "
+        f"{what} {comp.candidate_ece:.4f} vs {name} {comp.rival_ece:.4f} on {comp.rows} shared "
         f"rows (may exceed it by {tolerance:g})",
     )
 
@@ -119,9 +125,10 @@ def decide(evaluation: Evaluation, policy: Gate, min_fold_wins: int, facts: Gate
         return GateDecision("reject", "no candidate could be scored", candidate=None, **base)
     vs_base = evaluation.comparison(cand.model, "baseline")
     criteria = _beats("baseline", vs_base, policy.margin, "no baseline score")
-    classifier = evaluation.task == "classification"
+    classifier = evaluation.task in ("classification", "multiclass")
+    top_label = evaluation.task == "multiclass"
     if classifier:
-        criteria.append(_calibration("baseline", vs_base, policy.ece_tolerance, "no baseline score"))
+        criteria.append(_calibration("baseline", vs_base, policy.ece_tolerance, "no baseline score", top_label))
     wins = vs_base.fold_wins if vs_base else 0
     shared = len(vs_base.folds) if vs_base else 0
     # A registered version is only scored on folds it has not seen: with fewer shared folds than the policy's
@@ -146,7 +153,7 @@ def decide(evaluation: Evaluation, policy: Gate, min_fold_wins: int, facts: Gate
             vs_champ = evaluation.comparison(cand.model, "champion")
             criteria += _beats("champion", vs_champ, policy.margin, why)
             if classifier:
-                criteria.append(_calibration("champion", vs_champ, policy.ece_tolerance, why))
+                criteria.append(_calibration("champion", vs_champ, policy.ece_tolerance, why, top_label))
         same = cand.signature == champ.signature
         criteria.append(
             Criterion(

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from goldgate.backtest import Fold, distinct_days, fold_rows
-from goldgate.metrics import task_metrics
+from goldgate.metrics import output_metrics
 from goldgate.models import build_model
 from goldgate.usecase import Dimension, ModelSpec, UseCase
 
@@ -54,10 +54,13 @@ def tune(spec: ModelSpec, train: pd.DataFrame, inputs: list[str], usecase: UseCa
     def objective(trial: optuna.Trial) -> float:
         params = {name: suggest(trial, name, dim) for name, dim in hpo.space.items()}
         model = build_model(
-            spec.model_copy(update={"params": {**spec.params, **params}}), usecase.models.seed, usecase.models.threads
+            spec.model_copy(update={"params": {**spec.params, **params}}),
+            usecase.models.seed,
+            usecase.models.threads,
+            usecase.task == "multiclass",
         )
         model.fit(fit_rows[inputs], fit_rows[target])
-        value = task_metrics(usecase.task, val_rows[target].to_numpy(), model.predict(val_rows[inputs]))[metric]
+        value = output_metrics(usecase.task, val_rows[target].to_numpy(), model.predict(val_rows[inputs]))[metric]
         if log_trials:
             import mlflow
 

@@ -24,13 +24,25 @@ import pyarrow as pa
 from goldgate.alerts import ALERTS, FIRED, alerts_table, deliver, evaluate_rules
 from goldgate.context import Context
 from goldgate.drift_engine import window_histograms
-from goldgate.monitor import PREDICTION, PROFILE_FILE, DriftRow, Histogram, histogram_drift, numeric_histogram
+from goldgate.monitor import (
+    PREDICTION,
+    PROFILE_FILE,
+    DriftRow,
+    Histogram,
+    categorical_drift,
+    categorical_histogram,
+    histogram_drift,
+    numeric_histogram,
+    top_class,
+)
 from goldgate.monitor import numeric_drift as numeric_drift_rows
 from goldgate.performance import (
     NO_ESTIMATE,
     PERFORMANCE,
     PERFORMANCE_KEYS,
+    PROB_PREFIX,
     backfill_performance,
+    class_probability_frame,
     expected_accuracy,
     performance_table,
     stored_performance,
@@ -101,11 +113,28 @@ def score_window(
         rows = batch.to_pandas()
         keep = [entity, time, *([target] if target in rows.columns else [])]
         out = rows[keep].copy()
-        out["prediction"] = np.asarray(model.predict(rows[inputs]), dtype="float64")
+        predicted = model.predict(rows[inputs])
+        if isinstance(predicted, pd.DataFrame):  # multiclass: the top class and each class's probability
+            out["prediction"] = top_class(predicted)
+            for c in predicted.columns:
+                out[f"{PROB_PREFIX}{c}"] = predicted[c].to_numpy(dtype="float64")
+        else:
+            out["prediction"] = np.asarray(predicted, dtype="float64")
         parts.append(out)
     if not parts:
         return pd.DataFrame(columns=[entity, time, target, "prediction"])
     return pd.concat(parts, ignore_index=True)
+
+
+def _prediction_drift(
+    predictions: pd.Series, profile: dict[str, Any], thresholds: dict[str, float]
+) -> tuple[Histogram, list[DriftRow]]:
+    """Drift of the champion's predictions: on the numeric grid, or for a multiclass model by predicted class."""
+    if profile.get("kind") == "categorical":
+        hist = categorical_histogram(predictions, list(profile["categories"]))
+        return hist, categorical_drift(PREDICTION, profile, hist, thresholds, kind="prediction")
+    hist = numeric_histogram(predictions.to_numpy(dtype="float64"), profile["grid"])
+    return hist, numeric_drift_rows(PREDICTION, profile, hist, thresholds, kind="prediction")
 
 
 def _history(ctx: Context, name: str, version: str) -> pd.DataFrame:
@@ -174,8 +203,8 @@ def monitor_step(ctx: Context, now: datetime | None = None) -> dict[str, Any]:
     scored = score_window(window, model, uc.entity, uc.time, uc.target.name, uc)
     pred_profile = profile.get("predictions", {}).get(champion.run_id)
     if pred_profile is not None and len(scored):
-        pred_hist = numeric_histogram(scored["prediction"].to_numpy(), pred_profile["grid"])
-        rows += numeric_drift_rows(PREDICTION, pred_profile, pred_hist, thresholds, kind="prediction")
+        pred_hist, pred_rows = _prediction_drift(scored["prediction"], pred_profile, thresholds)
+        rows += pred_rows
         panels[PREDICTION] = (pred_profile, pred_hist)
     elif pred_profile is None:
         notes.append("prediction drift: the champion's training run has no prediction profile")
@@ -200,9 +229,10 @@ def monitor_step(ctx: Context, now: datetime | None = None) -> dict[str, Any]:
         perf += stored_performance(predictions, features, uc.entity, uc.time, uc.target.name, uc.task)
     if perf:
         lake.merge(PERFORMANCE, performance_table(perf, name, version), keys=PERFORMANCE_KEYS, ignore=("computed_at",))
-    if uc.task == "classification" and not scored.empty:
+    if uc.task in ("classification", "multiclass") and not scored.empty:
         # Label-free: what accuracy the champion expects of itself on the window, sound while it stays calibrated.
-        notes.append(f"expected accuracy (label-free, assumes calibration): {expected_accuracy(scored['prediction'])}")
+        confidence = class_probability_frame(scored) if uc.task == "multiclass" else scored["prediction"]
+        notes.append(f"expected accuracy (label-free, assumes calibration): {expected_accuracy(confidence)}")
     else:
         notes.append(NO_ESTIMATE)
 

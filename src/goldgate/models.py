@@ -2,7 +2,9 @@
 
 Regression: the persistence baseline, a HAR-style linear model and LightGBM. Classification (``predict`` returns
 the probability of the positive class): a prior-rate baseline, logistic regression, a random forest and LightGBM,
-each optionally calibrated by isotonic regression on the latest rows of its training set.
+each optionally calibrated by isotonic regression on the latest rows of its training set. Multiclass (``predict``
+returns a frame with one probability column per class, named by the class, classes sorted): the class prior,
+multinomial logistic regression, a random forest and LightGBM's multiclass objective.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.linear_model import LinearRegression
 
-from goldgate.usecase import ModelSpec
+from goldgate.usecase import MULTICLASS_KINDS, ModelSpec
 
 
 class Persistence(RegressorMixin, BaseEstimator):
@@ -161,6 +163,74 @@ class ProbabilityClassifier(RegressorMixin, BaseEstimator):
         return self.predict_proba(X)[:, 1]
 
 
+def class_frame(prob: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """Class probabilities as a frame with one column per class, named by the class."""
+    return pd.DataFrame(np.asarray(prob, dtype="float64"), columns=list(classes))
+
+
+def _classes_of(y: Any) -> tuple[list[str], np.ndarray]:
+    """The sorted distinct labels (as text) and each row's position among them."""
+    labels = pd.Series(y, dtype="object").astype(str).to_numpy()
+    classes = sorted(set(labels.tolist()))
+    return classes, np.searchsorted(np.asarray(classes, dtype=object), labels)
+
+
+class ClassPrior(BaseEstimator):
+    """Multiclass baseline: every row gets the class frequencies of the training rows."""
+
+    def fit(self, X: pd.DataFrame, y: Any) -> ClassPrior:  # noqa: N803
+        self.n_features_in_ = X.shape[1]
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        classes, codes = _classes_of(y)
+        if not classes:
+            raise ValueError("the class prior needs at least one labelled row")
+        self.classes_ = classes
+        self.prior_ = np.bincount(codes, minlength=len(classes)).astype("float64") / len(codes)
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        return np.tile(self.prior_, (len(X), 1))
+
+    def predict(self, X: pd.DataFrame) -> pd.DataFrame:  # noqa: N803
+        return class_frame(self.predict_proba(X), self.classes_)
+
+
+class ClassProbabilities(BaseEstimator):
+    """A multiclass classifier whose ``predict`` is a frame of class probabilities, one column per class.
+
+    The estimator is fitted on each row's class position (the classes are the sorted distinct training labels, as
+    text), so the logged model holds no label values beyond ``classes_``. Missing inputs are imputed with the
+    training medians unless the estimator handles them itself. No calibration: isotonic maps are binary.
+    """
+
+    def __init__(self, estimator: Any = None, impute: bool = True) -> None:
+        self.estimator = estimator
+        self.impute = impute
+
+    def fit(self, X: pd.DataFrame, y: Any) -> ClassProbabilities:  # noqa: N803
+        classes, codes = _classes_of(y)
+        if len(classes) < 2:
+            raise ValueError("a multiclass classifier needs at least two classes in its training rows")
+        self.n_features_in_ = X.shape[1]
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.classes_ = classes
+        base = clone(self.estimator)
+        if self.impute:
+            from sklearn.impute import SimpleImputer
+            from sklearn.pipeline import make_pipeline
+
+            base = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), base)
+        self.model_ = base.fit(X, codes)
+        _predict_in_one_job(self.model_)
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        return np.asarray(self.model_.predict_proba(X), dtype="float64")
+
+    def predict(self, X: pd.DataFrame) -> pd.DataFrame:  # noqa: N803
+        return class_frame(self.predict_proba(X), self.classes_)
+
+
 def _predict_in_one_job(model: Any) -> None:
     """Fit in parallel, predict in one job: a thread pool per single-row request costs more than the trees."""
     for name, value in model.get_params().items():
@@ -168,7 +238,7 @@ def _predict_in_one_job(model: Any) -> None:
             model.set_params(**{name: 1})
 
 
-def _classifier(spec: ModelSpec, seed: int, threads: int) -> BaseEstimator:
+def _classifier(spec: ModelSpec, seed: int, threads: int, multiclass: bool = False) -> BaseEstimator:
     if spec.kind == "logistic":
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
@@ -186,11 +256,21 @@ def _classifier(spec: ModelSpec, seed: int, threads: int) -> BaseEstimator:
 
         params = {"random_state": seed, "deterministic": True, "n_jobs": threads, "verbose": -1, **spec.params}
         est, impute = LGBMClassifier(**params), False  # LightGBM routes missing values itself
+    if multiclass:
+        # Three or more classes: LightGBM picks its multiclass objective, logistic regression is multinomial.
+        return ClassProbabilities(est, impute)
     return ProbabilityClassifier(est, impute, spec.calibration, spec.calibration_share)
 
 
-def build_model(spec: ModelSpec, seed: int, threads: int = 1) -> BaseEstimator:
-    """An unfitted estimator for a model spec from the use case; ``threads`` is each fit's thread count."""
+def build_model(spec: ModelSpec, seed: int, threads: int = 1, multiclass: bool = False) -> BaseEstimator:
+    """An unfitted estimator for a model spec from the use case; ``threads`` is each fit's thread count.
+
+    ``multiclass``: the use case's task is multiclass, and the model predicts a frame of class probabilities.
+    """
+    if multiclass:
+        if spec.kind not in MULTICLASS_KINDS:
+            raise ValueError(f"model kind '{spec.kind}' is not a multiclass model ({', '.join(MULTICLASS_KINDS)})")
+        return ClassPrior() if spec.kind == "prior" else _classifier(spec, seed, threads, multiclass=True)
     if spec.kind == "persistence":
         return Persistence(column=spec.features[0] if spec.features else "rv_5")
     if spec.kind in ("mean", "prior"):

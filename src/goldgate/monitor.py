@@ -350,10 +350,11 @@ def numeric_drift(
 
 
 def categorical_drift(
-    feature: str, ref: dict[str, Any], current: Histogram, thresholds: dict[str, float]
+    feature: str, ref: dict[str, Any], current: Histogram, thresholds: dict[str, float], kind: str = "categorical"
 ) -> list[DriftRow]:
-    """PSI, Jensen-Shannon distance, chi-square p-value and missing-rate change of a categorical feature."""
-    rows = [_row(feature, "missing_rate", missing_rate_change(ref, current), thresholds, "categorical")]
+    """PSI, Jensen-Shannon distance, chi-square p-value and missing-rate change of a categorical feature (or of a
+    multiclass model's predicted class, ``kind="prediction"``)."""
+    rows = [_row(feature, "missing_rate", missing_rate_change(ref, current), thresholds, kind)]
     if current.present == 0:
         return rows
     cats = list(dict.fromkeys([*ref["categories"], *current.counts]))
@@ -362,9 +363,9 @@ def categorical_drift(
     actual = observed / observed.sum()
     _, p = chi2_pvalue(observed, expected)
     rows += [
-        _row(feature, "psi", psi_from_shares(expected, actual), thresholds, "categorical"),
-        _row(feature, "js", js_distance(expected, actual), thresholds, "categorical"),
-        _row(feature, "chi2_pvalue", p, thresholds, "categorical"),
+        _row(feature, "psi", psi_from_shares(expected, actual), thresholds, kind),
+        _row(feature, "js", js_distance(expected, actual), thresholds, kind),
+        _row(feature, "chi2_pvalue", p, thresholds, kind),
     ]
     return rows
 
@@ -427,12 +428,21 @@ def prediction_profiles(frame: pd.DataFrame, runs: list[Any], bins: int, cells: 
     """Profile of each trained model's predictions on the reference rows, by run id (for prediction drift).
 
     ``runs`` are ``goldgate.train.TrainedRun`` objects that still hold their fitted estimator and input columns.
+    A multiclass model's predictions (a frame of class probabilities) are profiled as its predicted class.
     """
     out: dict[str, Any] = {}
     for run in runs:
         if run.estimator is None or not run.inputs or frame.empty:
             continue
-        out[run.run_id] = profile_feature(
-            np.asarray(run.estimator.predict(frame[run.inputs]), dtype="float64"), bins, cells
-        )
+        predicted = run.estimator.predict(frame[run.inputs])
+        if isinstance(predicted, pd.DataFrame):
+            out[run.run_id] = profile_categorical(top_class(predicted))
+        else:
+            out[run.run_id] = profile_feature(np.asarray(predicted, dtype="float64"), bins, cells)
     return out
+
+
+def top_class(probabilities: pd.DataFrame) -> np.ndarray:
+    """The most probable class (a column name, as text) of each row of a frame of class probabilities."""
+    names = np.asarray([str(c) for c in probabilities.columns], dtype=object)
+    return names[np.argmax(probabilities.to_numpy(dtype="float64"), axis=1)]

@@ -9,7 +9,10 @@ Two sources, both written to ``ops.performance`` with ``estimated = false``:
   never saw while fitting (on or after the first date of its final holdout), as one window.
 
 A label-free estimate is only sound for a calibrated classifier (its expected accuracy is the mean confidence);
-goldgate's use cases are regressions, for which no estimate is recorded (``estimate_note``).
+for a regression no estimate is recorded (``estimate_note``).
+
+Multiclass: ``prediction`` is the most probable class (text) and the probabilities are ``p_<class>`` columns in the
+predictions table, ``prob:<class>`` columns in the window's scored rows.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from goldgate.metrics import task_metrics
+from goldgate.metrics import output_metrics, task_metrics
+from goldgate.score import PROBABILITY_PREFIX, class_columns
 
 PERFORMANCE = "ops.performance"
 PERFORMANCE_KEYS = ["model_version", "source", "window_start", "window_end", "metric"]
@@ -38,60 +42,101 @@ def metric_rows(y: np.ndarray, pred: np.ndarray, metrics: tuple[str, ...] = ("rm
 
 REGRESSION = ("rmse", "mae")
 CLASSIFICATION = ("brier", "log_loss", "ece", "roc_auc")
+MULTICLASS = ("log_loss", "brier", "accuracy", "macro_f1", "ece")
+# Multiclass rows scored for monitoring keep each class's probability in a column named by this prefix and the class.
+PROB_PREFIX = "prob:"
 
 
 def monitored_metrics(task: str) -> tuple[str, ...]:
     """The performance metrics monitoring records for a task."""
-    return CLASSIFICATION if task == "classification" else REGRESSION
+    return {"classification": CLASSIFICATION, "multiclass": MULTICLASS}.get(task, REGRESSION)
 
 
-def expected_accuracy(probabilities: np.ndarray) -> float:
-    """Label-free accuracy estimate of a calibrated binary classifier: the mean confidence max(p, 1 - p).
+def expected_accuracy(probabilities: Any) -> float:
+    """Label-free accuracy estimate of a calibrated classifier: the mean confidence, max(p, 1 - p) for binary
+    probabilities, the largest class probability for a rows x classes matrix (multiclass).
 
     Sound only when the classifier is calibrated on the current data (the assumption behind confidence-based
     performance estimation); goldgate does not use it for regressions.
     """
     p = np.asarray(probabilities, dtype="float64")
+    if p.ndim == 2:
+        return float(np.mean(p.max(axis=1)))
     return float(np.mean(np.maximum(p, 1 - p)))
+
+
+def class_probability_frame(scored: pd.DataFrame) -> pd.DataFrame:
+    """Multiclass scored rows' probabilities as a frame with one column per class, named by the class."""
+    columns = [c for c in scored.columns if str(c).startswith(PROB_PREFIX)]
+    return scored[columns].rename(columns=lambda c: str(c).removeprefix(PROB_PREFIX))
 
 
 def _label_rows(features: ir.Table, entity: str, time: str, target: str) -> ir.Table:
     y = features[target]
-    known = features.filter(y.notnull(), ~y.isnan())
+    known = features.filter(y.notnull(), ~y.isnan()) if y.type().is_floating() else features.filter(y.notnull())
     return known.select(_e=known[entity].cast("string"), _d=known[time].cast("date"), _y=known[target])
 
 
-def stored_performance(
-    predictions: ir.Table, features: ir.Table, entity: str, time: str, target: str, task: str = "regression"
-) -> list[dict[str, Any]]:
-    """rmse / mae (brier / log_loss for classifiers) of stored predictions whose outcome is known, per model
-    version and month of ``as_of``."""
-    labels = _label_rows(features, entity, time, target)
+def _joined(predictions: ir.Table, labels: ir.Table, entity: str, extra: list[str]) -> ir.Table:
+    """Stored predictions joined to the labels now known for their entity and ``as_of`` date."""
     p = predictions.select(
         _pe=predictions[entity].cast("string"),
         _pd=predictions["as_of"].cast("date"),
         model_version=predictions["model_version"].cast("string"),
         prediction=predictions["prediction"],
+        **{c: predictions[c] for c in extra},
     )
-    joined = p.join(labels, [p._pe == labels._e, p._pd == labels._d])
+    return p.join(labels, [p._pe == labels._e, p._pd == labels._d])
+
+
+def _numeric_sums(joined: ir.Table) -> dict[str, ir.Value]:
     err = joined.prediction - joined._y
     # Clipped as in goldgate.metrics, so a confident miss costs a large but finite log loss.
     p = joined.prediction.clip(lower=1e-15, upper=1 - 1e-15)
     log_loss = -(joined._y * p.ln() + (1 - joined._y) * (1 - p).ln())
-    agg = joined.group_by(joined.model_version, month=joined._pd.truncate("M")).aggregate(
-        rows=joined.count(), sse=(err * err).sum(), sae=err.abs().sum(), sll=log_loss.sum()
-    )
+    return {"sse": (err * err).sum(), "sae": err.abs().sum(), "sll": log_loss.sum()}
+
+
+def _multiclass_sums(joined: ir.Table, columns: list[str]) -> dict[str, ir.Value]:
+    """Sums of log loss, multiclass Brier score and hits from the ``p_<class>`` columns: the true class's column
+    is found by slugging the label (a class the model never saw has probability 0)."""
+    classes = joined.select(c=joined._y.cast("string")).distinct().to_pyarrow()["c"].to_pylist()
+    known = [(c, class_columns([c])[0]) for c in classes]
+    cases = [(joined._y.cast("string") == c, joined[col]) for c, col in known if col in columns]
+    p_true = ibis.cases(*cases, else_=ibis.literal(0.0)) if cases else ibis.literal(0.0)
+    squares = sum((joined[c] * joined[c] for c in columns), ibis.literal(0.0))
+    return {
+        "sll": (-(p_true.clip(lower=1e-15).ln())).sum(),
+        "sbr": (squares - 2 * p_true + 1).sum(),
+        "hits": (joined.prediction.cast("string") == joined._y.cast("string")).cast("int64").sum(),
+    }
+
+
+def _values(r: dict[str, Any], task: str) -> tuple[tuple[str, float], ...]:
+    n = r["rows"]
+    if task == "multiclass":
+        return (("log_loss", r["sll"] / n), ("brier", r["sbr"] / n), ("accuracy", r["hits"] / n))
+    if task == "classification":
+        return (("brier", r["sse"] / n), ("log_loss", r["sll"] / n))
+    return (("rmse", math.sqrt(r["sse"] / n)), ("mae", r["sae"] / n))
+
+
+def stored_performance(
+    predictions: ir.Table, features: ir.Table, entity: str, time: str, target: str, task: str = "regression"
+) -> list[dict[str, Any]]:
+    """rmse / mae (brier / log_loss for classifiers; log_loss / brier / accuracy for multiclass) of stored
+    predictions whose outcome is known, per model version and month of ``as_of``."""
+    labels = _label_rows(features, entity, time, target)
+    columns = [c for c in predictions.columns if c.startswith(PROBABILITY_PREFIX)] if task == "multiclass" else []
+    joined = _joined(predictions, labels, entity, columns)
+    sums = _multiclass_sums(joined, columns) if task == "multiclass" else _numeric_sums(joined)
+    agg = joined.group_by(joined.model_version, month=joined._pd.truncate("M")).aggregate(rows=joined.count(), **sums)
     out = []
     for r in agg.to_pyarrow().to_pylist():
         month: date = r["month"] if isinstance(r["month"], date) else r["month"].date()
         nxt = date(month.year + (month.month == 12), month.month % 12 + 1, 1)
         end = date.fromordinal(nxt.toordinal() - 1)
-        values = (
-            (("brier", r["sse"] / r["rows"]), ("log_loss", r["sll"] / r["rows"]))
-            if task == "classification"
-            else (("rmse", math.sqrt(r["sse"] / r["rows"])), ("mae", r["sae"] / r["rows"]))
-        )
-        for metric, value in values:
+        for metric, value in _values(r, task):
             out.append(
                 {
                     "model_version": r["model_version"],
@@ -114,14 +159,21 @@ def backfill_performance(
     if scored.empty:
         return []
     days = pd.to_datetime(scored[time]).dt.date
-    y = scored[target].astype("float64")
-    mask = y.notna() & np.isfinite(y)
+    if task == "multiclass":
+        mask = scored[target].notna()
+    else:
+        y = scored[target].astype("float64")
+        mask = y.notna() & np.isfinite(y)
     if since is not None:
         mask &= days >= since
     if not mask.any():
         return []
     used = scored[mask]
-    metrics = metric_rows(used[target].to_numpy(), used["prediction"].to_numpy(), monitored_metrics(task))
+    if task == "multiclass":
+        every = output_metrics(task, used[target], class_probability_frame(used))
+        metrics = {m: every[m] for m in MULTICLASS}
+    else:
+        metrics = metric_rows(used[target].to_numpy(), used["prediction"].to_numpy(), monitored_metrics(task))
     start, end = str(days[mask].min()), str(days[mask].max())
     return [
         {

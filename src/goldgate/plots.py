@@ -105,7 +105,9 @@ def feature_importances(model: Any, names: list[str]) -> tuple[str, dict[str, fl
         total = values.sum()
         kind, values = "importance share", values / total if total > 0 else values
     elif getattr(est, "coef_", None) is not None:
-        kind, values = "|coefficient|", np.abs(np.asarray(est.coef_, dtype="float64")).ravel()
+        coef = np.abs(np.asarray(est.coef_, dtype="float64"))
+        # A multinomial model has one row of coefficients per class: their mean per feature.
+        kind, values = "|coefficient|", coef.mean(axis=0) if coef.ndim == 2 and coef.shape[0] > 1 else coef.ravel()
     else:
         return None
     fitted = getattr(model, "feature_names_in_", None)

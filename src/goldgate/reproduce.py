@@ -18,7 +18,7 @@ from goldgate.backtest import fold_rows
 from goldgate.context import Context
 from goldgate.evaluate import dataset_version_of, load_folds
 from goldgate.features import build_feature_table
-from goldgate.metrics import task_metrics
+from goldgate.metrics import output_metrics
 from goldgate.train import MODEL_KIND, TRAINING_KIND, fit_spec, prepare_frame
 from goldgate.usecase import ModelSpec, UseCase
 
@@ -97,7 +97,7 @@ def retrain_check(child: Any, train: pd.DataFrame, test: pd.DataFrame, usecase: 
     diff = float(np.max(np.abs(new - old))) if new.shape == old.shape and len(new) else float("nan")
     target = usecase.target.name
     train_metrics = {
-        f"train_{k}": v for k, v in task_metrics(usecase.task, train[target], model.predict(train[inputs])).items()
+        f"train_{k}": v for k, v in output_metrics(usecase.task, train[target], model.predict(train[inputs])).items()
     }
     logged_metrics = {k: child.data.metrics.get(k) for k in train_metrics}
     differing = [

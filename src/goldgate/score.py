@@ -12,10 +12,12 @@ from typing import Any
 
 import ibis
 import ibis.expr.types as ir
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from goldgate.backtest import time_points
+from goldgate.data.names import slugs
 from goldgate.usecase import UseCase
 
 # Predictions are keyed by the use case's entity column plus these.
@@ -38,6 +40,26 @@ def rows_to_score(frame: pd.DataFrame, inputs: list[str], time_col: str, as_of: 
     return frame[day == as_of].dropna(subset=inputs).reset_index(drop=True)
 
 
+PROBABILITY_PREFIX = "p_"
+
+
+def class_columns(classes: Iterable[object]) -> list[str]:
+    """The predictions table's probability column of each class: ``p_`` and the class slugged like a one-hot
+    feature name (lower-case letters, digits and underscores, unique in order)."""
+    return [PROBABILITY_PREFIX + slug for slug in slugs(list(classes))]
+
+
+def prediction_columns(predictions: object) -> dict[str, Any]:
+    """The prediction columns of scored rows: ``prediction`` (a number; for a multiclass model's probability frame,
+    the most probable class as text) and, for multiclass, one ``p_<class>`` probability column per class."""
+    if not isinstance(predictions, pd.DataFrame):
+        return {"prediction": pd.Series(predictions, dtype="float64").to_numpy()}
+    classes = [str(c) for c in predictions.columns]
+    prob = predictions.to_numpy(dtype="float64")
+    top = np.asarray(classes, dtype=object)[np.argmax(prob, axis=1)] if len(prob) else np.array([], dtype=object)
+    return {"prediction": top, **{c: prob[:, i] for i, c in enumerate(class_columns(classes))}}
+
+
 def with_lineage(
     rows: pd.DataFrame,
     predictions: object,
@@ -51,7 +73,7 @@ def with_lineage(
         {
             entity: rows[entity].astype(str),
             "as_of": time_points(rows[time_col]),
-            "prediction": pd.Series(predictions, dtype="float64").to_numpy(),
+            **prediction_columns(predictions),
         }
     )
     for key, value in lineage.items():

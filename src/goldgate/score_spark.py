@@ -42,6 +42,13 @@ def predict_on_spark(
 
     if not isinstance(lake, SparkLake):
         raise TypeError(f"scoring with spark_udf needs the spark engine's lake, not {type(lake).__name__}")
+    signature = mlflow.models.get_model_info(model_uri).signature
+    outputs = signature.outputs if signature is not None else None
+    if outputs is not None and outputs.has_input_names():
+        raise ValueError(
+            f"{model_uri} predicts class probabilities (task multiclass); scoring inside Spark reads one number "
+            "per row: score it with the duckdb engine"
+        )
     frame = lake.to_frame(rows)
     # env_manager="local": Spark's Python workers run goldgate's own interpreter, which has the model's packages.
     udf = mlflow.pyfunc.spark_udf(lake.session, model_uri, result_type="double", env_manager="local")

@@ -155,6 +155,8 @@ class ServedModel:
     predict: Predictor
     path: str  # how predict calls the model: lightgbm-booster, linear, pyfunc
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # A multiclass model's classes: predict then returns one probability column per class, in this order.
+    classes: tuple[str, ...] = ()
 
     @property
     def lineage(self) -> dict[str, str]:
@@ -173,7 +175,25 @@ class ServedModel:
             "inputs": [{"name": f.name, "type": f.type} for f in self.fields],
             "predict_path": self.path,
             "loaded_at": self.loaded_at.isoformat(),
+            **({"classes": list(self.classes)} if self.classes else {}),
         }
+
+    def payload(self, y: np.ndarray) -> dict[str, Any]:
+        """The predictions of a response: one number per row, or for a multiclass model the most probable class
+        of each row and every class's probability."""
+        if not self.classes:
+            return {"predictions": y.tolist()}
+        top = [self.classes[i] for i in np.argmax(y, axis=1)]
+        return {"predictions": top, "probabilities": [dict(zip(self.classes, row, strict=True)) for row in y.tolist()]}
+
+
+def output_classes(pyfunc_model: Any) -> tuple[str, ...]:
+    """The classes of a multiclass model (the named columns of its output signature); empty for a model that
+    predicts one number per row."""
+    schema = pyfunc_model.metadata.get_output_schema()
+    if schema is None or not schema.has_input_names():
+        return ()
+    return tuple(str(n) for n in schema.input_names())
 
 
 def signature_fields(schema: Any) -> tuple[InputField, ...]:
@@ -203,8 +223,13 @@ def _fast_predictor(raw: Any) -> tuple[Predictor, str] | None:
     return None
 
 
-def build_predictor(pyfunc_model: Any, fields: tuple[InputField, ...]) -> tuple[Predictor, str]:
-    """The fastest call that gives MLflow's own predictions for this model, checked on its input example."""
+def build_predictor(
+    pyfunc_model: Any, fields: tuple[InputField, ...], classes: tuple[str, ...] = ()
+) -> tuple[Predictor, str]:
+    """The fastest call that gives MLflow's own predictions for this model, checked on its input example.
+
+    With ``classes`` (multiclass) the predictor returns a rows x classes probability matrix, through pyfunc.
+    """
     import pandas as pd
 
     names = [f.name for f in fields]
@@ -212,7 +237,13 @@ def build_predictor(pyfunc_model: Any, fields: tuple[InputField, ...]) -> tuple[
 
     def via_pyfunc(x: np.ndarray) -> np.ndarray:
         frame = pd.DataFrame(x, columns=names).astype(dtypes)
-        return np.asarray(pyfunc_model.predict(frame), dtype=np.float64).reshape(-1)
+        out = pyfunc_model.predict(frame)
+        if classes:
+            return pd.DataFrame(out).rename(columns=str)[list(classes)].to_numpy(dtype=np.float64)
+        return np.asarray(out, dtype=np.float64).reshape(-1)
+
+    if classes:
+        return via_pyfunc, "pyfunc"
 
     try:
         raw = pyfunc_model.get_raw_model()
@@ -237,7 +268,8 @@ def load_version(name: str, alias: str, version: Any) -> ServedModel:
     uri = f"models:/{name}/{version.version}"
     pyfunc_model = mlflow.pyfunc.load_model(uri)
     fields = signature_fields(pyfunc_model.metadata.get_input_schema())
-    predict, path = build_predictor(pyfunc_model, fields)
+    classes = output_classes(pyfunc_model)
+    predict, path = build_predictor(pyfunc_model, fields, classes)
     predict(np.zeros((1, len(fields)), dtype=np.float64))  # warm-up: first calls allocate
     run_id = version.run_id or ""
     data_version: dict[str, int] = {}
@@ -254,6 +286,7 @@ def load_version(name: str, alias: str, version: Any) -> ServedModel:
         fields=fields,
         predict=predict,
         path=path,
+        classes=classes,
     )
 
 
@@ -487,9 +520,11 @@ class Lineage(BaseModel):
 
 
 class PredictResponse(BaseModel):
-    """Predictions in the order of the request's rows, with their lineage."""
+    """Predictions in the order of the request's rows, with their lineage. A multiclass model predicts each row's
+    most probable class, and ``probabilities`` gives every class's probability."""
 
-    predictions: list[float]
+    predictions: list[float] | list[str]
+    probabilities: list[dict[str, float]] | None = None
     model: Lineage
 
 
@@ -503,7 +538,8 @@ class FeatureSource(BaseModel):
 class PredictByKeyResponse(BaseModel):
     """Predictions in key order, the feature date of each, and their lineage (model and feature table)."""
 
-    predictions: list[float]
+    predictions: list[float] | list[str]
+    probabilities: list[dict[str, float]] | None = None
     keys: list[str]
     as_of: list[str]
     model: Lineage
@@ -717,10 +753,11 @@ def create_app(
         assert served is not None
         x = np.array([tuple(r.__dict__.values()) for r in rows], dtype=np.float64).reshape(len(rows), n_inputs)
         y = served.predict(x)
-        if not np.all(np.isfinite(y)):
-            bad = int(np.flatnonzero(~np.isfinite(y))[0])
+        finite = np.isfinite(y).reshape(len(y), -1).all(axis=1)
+        if not finite.all():
+            bad = int(np.flatnonzero(~finite)[0])
             raise HTTPException(422, f"rows.{bad}: the model's prediction is not finite (inputs out of range)")
-        payload = {"predictions": y.tolist(), "model": served.lineage}
+        payload = {**served.payload(y), "model": served.lineage}
         return Response(json.dumps(payload), media_type="application/json")
 
     body_schema = {"$ref": f"#/components/schemas/{request_model.__name__}"}
@@ -774,7 +811,7 @@ def create_app(
         rows = [feats.index[k] for k in keys]
         y = served.predict(feats.matrix[rows])
         payload = {
-            "predictions": y.tolist(),
+            **served.payload(y),
             "keys": keys,
             "as_of": [feats.as_of[i] for i in rows],
             "model": served.lineage,

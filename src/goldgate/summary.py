@@ -83,7 +83,7 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     runs = Table(title="models (walk-forward backtest, all folds)", title_justify="left")
     shown = [
         m
-        for m in ("rmse", "mae", "brier", "log_loss", "roc_auc", "ece")
+        for m in ("rmse", "mae", "brier", "log_loss", "roc_auc", "accuracy", "macro_f1", "ece")
         if any(m in r["metrics"] for r in summary["runs"])
     ]
     for col in ("model", "role", *shown, "run id"):

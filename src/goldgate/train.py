@@ -13,7 +13,7 @@ import pandas as pd
 
 from goldgate.backtest import FOLD_COLUMN, Fold, assign_kfold, distinct_days, fold_rows, kfold_folds, walk_forward_folds
 from goldgate.features import model_feature_columns
-from goldgate.metrics import task_metrics
+from goldgate.metrics import output_metrics
 from goldgate.models import build_model
 from goldgate.settings import Settings
 from goldgate.tracking import git_sha
@@ -32,6 +32,8 @@ TRUSTED_TYPES = [
     "goldgate.models.ProbabilityClassifier",
     "goldgate.models.RateBaseline",
     "goldgate.models.MeanBaseline",
+    "goldgate.models.ClassPrior",
+    "goldgate.models.ClassProbabilities",
     "lightgbm.sklearn.LGBMClassifier",
     "sklearn.tree._tree.Tree",
     "numpy.dtype",
@@ -88,7 +90,8 @@ def prepare_frame(features: pd.DataFrame, usecase: UseCase) -> pd.DataFrame:
     known = features.dropna(subset=[*required, usecase.target.name])
     known = known.sort_values([usecase.time, usecase.entity], kind="stable").reset_index(drop=True)
     if usecase.evaluation.scheme == "kfold":
-        labels = known[usecase.target.name] if usecase.task == "classification" else None
+        classified = usecase.task in ("classification", "multiclass")
+        labels = known[usecase.target.name] if classified else None
         known[FOLD_COLUMN] = assign_kfold(known[usecase.entity], labels, usecase.evaluation.folds, usecase.models.seed)
     return known
 
@@ -123,7 +126,7 @@ def fit_spec(
 
         params.update(tune(spec, train, inputs, usecase, log_trials=log_trials))
     chosen = spec.model_copy(update={"params": params, "hpo": None})
-    model = build_model(chosen, usecase.models.seed, usecase.models.threads)
+    model = build_model(chosen, usecase.models.seed, usecase.models.threads, usecase.task == "multiclass")
     return model.fit(train[inputs], train[usecase.target.name]), params
 
 
@@ -212,7 +215,7 @@ def train_models(
             ) as run:
                 model, params = fit_spec(spec, train, inputs, usecase, log_trials=True)
                 mlflow.set_tag("goldgate.fitted_params", json.dumps(params, sort_keys=True, default=str))
-                metrics = {f"train_{k}": v for k, v in task_metrics(usecase.task, y, model.predict(X)).items()}
+                metrics = {f"train_{k}": v for k, v in output_metrics(usecase.task, y, model.predict(X)).items()}
                 mlflow.log_params(
                     {
                         "kind": spec.kind,

@@ -569,6 +569,10 @@ class HPO(_Strict):
     space: dict[str, Dimension] = Field(min_length=1)
 
 
+# Model kinds that learn three or more classes (task multiclass).
+MULTICLASS_KINDS = ("prior", "logistic", "random_forest", "lightgbm_classifier")
+
+
 class ModelSpec(_Strict):
     name: str
     kind: Literal[
@@ -652,7 +656,7 @@ class Gate(_Strict):
 
 
 DRIFT_STATISTICS = ("psi", "wasserstein", "ks", "js", "chi2_pvalue", "missing_rate", "out_of_range")
-PERFORMANCE_METRICS = ("rmse", "mae", "brier", "log_loss", "ece", "roc_auc")
+PERFORMANCE_METRICS = ("rmse", "mae", "brier", "log_loss", "ece", "roc_auc", "accuracy", "macro_f1")
 _RUNBOOKS = {"drift": "drift.md", "performance": "performance-drop.md"}
 
 
@@ -663,7 +667,7 @@ class AlertRule(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     metric: str = Field(
         pattern=r"^(drift\.(psi|wasserstein|ks|js|chi2_pvalue|missing_rate|out_of_range)"
-        r"|performance\.(rmse|mae|brier|log_loss|ece|roc_auc))$",
+        r"|performance\.(rmse|mae|brier|log_loss|ece|roc_auc|accuracy|macro_f1))$",
         description="drift.<statistic> (per feature, from ops.drift) or performance.<metric> (from ops.performance).",
     )
     subjects: list[str] = Field(
@@ -703,7 +707,8 @@ class AlertRule(_Strict):
 
     @property
     def worse(self) -> str:
-        return self.direction or ("lower" if self.statistic in ("chi2_pvalue", "roc_auc") else "higher")
+        higher_is_better = ("chi2_pvalue", "roc_auc", "accuracy", "macro_f1")
+        return self.direction or ("lower" if self.statistic in higher_is_better else "higher")
 
     @property
     def runbook_file(self) -> str:
@@ -850,7 +855,7 @@ class Gold(_Strict):
 class UseCase(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Lower-case letters, digits and underscores.")
     description: str = ""
-    task: Literal["regression", "classification"]
+    task: Literal["regression", "classification", "multiclass"]
     entity: str = Field(description="Entity column of the feature table (derived from the column roles).")
     time: str = Field(description="Time column of the feature table (derived from the column roles).")
     source: Source
@@ -974,7 +979,7 @@ class UseCase(_Strict):
         if (self.task == "regression") != regression_metric:
             raise ValueError(
                 f"evaluation.primary_metric '{self.evaluation.primary_metric}' does not fit task '{self.task}' "
-                "(regression: rmse, mae; classification: brier, log_loss)"
+                "(regression: rmse, mae; classification and multiclass: brier, log_loss)"
             )
         if (
             self.target.unit == "rows"
@@ -985,6 +990,33 @@ class UseCase(_Strict):
                 f"evaluation.gap_days ({self.evaluation.gap_days}) must be >= target.horizon "
                 f"({self.target.horizon}) or training labels overlap the test window"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _multiclass_fits(self) -> UseCase:
+        """A multiclass use case predicts a row's own label column; binary-only options are refused, one line each."""
+        if self.task != "multiclass":
+            return self
+        target = self.target
+        if target.kind != "label":
+            raise ValueError(
+                f"task multiclass predicts a row's own class: target.kind must be label, not {target.kind}"
+            )
+        for key in ("positive", "negative"):
+            if getattr(target, key) is not None:
+                raise ValueError(
+                    f"target.{key} names a binary task's class; task multiclass learns every class of "
+                    f"'{target.column}' (use task: binary for one class against the rest)"
+                )
+        for spec in [self.models.baseline, *self.models.candidates]:
+            if spec.kind not in MULTICLASS_KINDS:
+                kinds = ", ".join(MULTICLASS_KINDS)
+                raise ValueError(f"models: '{spec.name}' has kind {spec.kind}, not a multiclass model ({kinds})")
+            if spec.calibration != "none":
+                raise ValueError(
+                    f"models: '{spec.name}' asks for {spec.calibration} calibration, which is binary only; "
+                    "task multiclass needs calibration: none"
+                )
         return self
 
     @property

@@ -94,6 +94,7 @@ def default_models(name: str, task: str, target: dict[str, Any], has_time: bool)
             {"name": "lightgbm", "kind": "lightgbm", "params": {"n_estimators": 200, "learning_rate": 0.05}},
         ]
     else:
+        # Binary: the base rate; multiclass: the class frequencies of the training rows.
         baseline = {"name": "prior", "kind": "prior"}
         candidates = [
             {"name": "logistic", "kind": "logistic"},
@@ -118,7 +119,7 @@ def _defaults_for(data: dict[str, Any], has_time: bool) -> dict[str, Any]:
         target.setdefault("horizon", 1)
     models = {**default_models(name, task, target, has_time), **(data.get("models") or {})}
     evaluation = {
-        "primary_metric": "rmse" if task == "regression" else "brier",
+        "primary_metric": {"regression": "rmse", "multiclass": "log_loss"}.get(task, "brier"),
         "scheme": "walk_forward" if has_time else "kfold",
         **(data.get("evaluation") or {}),
     }
@@ -127,7 +128,7 @@ def _defaults_for(data: dict[str, Any], has_time: bool) -> dict[str, Any]:
     gate = dict(data.get("gate") or {})
     if not has_time:
         gate.setdefault("bootstrap_unit", "entity")
-    if task == "classification":
+    if task in ("classification", "multiclass"):
         # The expected calibration error of a well calibrated model measures about 0.02 on 2,000 rows (sampling
         # noise), while a constant prior measures about 0: a tighter tolerance rejects models for noise.
         gate.setdefault("ece_tolerance", 0.05)
@@ -223,7 +224,8 @@ def default_descriptions(
             "_table": "Champion predictions per entity and time, with lineage; history kept per model version.",
             entity: "Entity key.",
             "as_of": "Time of the feature row the prediction was made from.",
-            "prediction": "The model's prediction (a probability for a binary task).",
+            "prediction": "The model's prediction (a probability for a binary task, the most probable class for "
+            "a multiclass one).",
             "model_name": "Registered model name.",
             "model_version": "Registered version that predicted.",
             "run_id": "MLflow run that trained that version.",
@@ -268,7 +270,7 @@ def fill_defaults(data: dict[str, Any]) -> dict[str, Any]:
     data = dict(data)
     if data.get("task") in CLASSIFICATION_ALIASES:
         data["task"] = "classification"
-    if data.get("task") not in ("regression", "classification"):
+    if data.get("task") not in ("regression", "classification", "multiclass"):
         return data  # pydantic names the allowed values
     specs = _column_specs(data.get("columns") or {})
     if not specs:
@@ -292,6 +294,10 @@ def fill_defaults(data: dict[str, Any]) -> dict[str, Any]:
     tables["extra"] = {**related_tables(name, names), **(tables.get("extra") or {})}
     derived = _defaults_for(data, has_time)
     described = default_descriptions(tables, specs, entity, time, derived["target"])
+    if data["task"] == "multiclass":
+        described[tables["predictions"]]["*"] = (
+            "p_<class>: the probability of that class (named like one-hot features)."
+        )
     if isinstance(related, dict):
         described |= related_descriptions(tables["extra"], related)
     for table, columns in (data.get("descriptions") or {}).items():

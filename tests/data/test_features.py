@@ -674,6 +674,6 @@ def test_onehot_names_spell_out_symbols_so_categories_stay_apart() -> None:
 
 
 def _slug_values(values: list[str]) -> list[str]:
-    from goldgate.data.features import _slugs
+    from goldgate.data.names import slugs
 
-    return _slugs(list(values))
+    return slugs(list(values))

@@ -465,8 +465,9 @@ def default_inputs(ctx: Context, fields: list[InputField], entity: str | None) -
 _DTYPES = {"double": "float64", "float": "float32", "long": "int64", "integer": "int32", "boolean": "bool"}
 
 
-def predict_one(model: Any, fields: list[InputField], values: dict[str, Any]) -> float:
-    """The model's prediction for one row of input values, typed as the signature says."""
+def predict_one(model: Any, fields: list[InputField], values: dict[str, Any]) -> float | str:
+    """The model's prediction for one row of input values, typed as the signature says (a multiclass model's:
+    its most probable class with the probability, as text)."""
     missing = [f.name for f in fields if f.name not in values]
     if missing:
         raise ValueError(f"missing inputs: {', '.join(missing)}")
@@ -476,4 +477,8 @@ def predict_one(model: Any, fields: list[InputField], values: dict[str, Any]) ->
             frame[f.name] = frame[f.name].astype(_DTYPES[f.type])
         elif f.type == "datetime":
             frame[f.name] = pd.to_datetime(frame[f.name])
-    return float(pd.Series(model.predict(frame)).iloc[0])
+    out = model.predict(frame)
+    if isinstance(out, pd.DataFrame):  # multiclass: the most probable class and its probability
+        best = out.iloc[0].astype("float64")
+        return f"{best.idxmax()} (p = {best.max():.3f})"
+    return float(pd.Series(out).iloc[0])

@@ -44,8 +44,9 @@ def render(ctx: Context) -> None:
     except Exception as exc:  # the model's own error is what the user needs to see
         st.error(f"prediction failed: {exc}")
         return
-    label = "probability" if uc.task == "classification" else "prediction"
-    st.success(f"{label} of {name} v{version.version}: {value:.6g}")
+    label = {"classification": "probability", "multiclass": "class"}.get(uc.task, "prediction")
+    shown = f"{value:.6g}" if isinstance(value, float) else value
+    st.success(f"{label} of {name} v{version.version}: {shown}")
 
 
 def _input_form(fields: list[data.InputField], defaults: dict[str, Any], key: str) -> dict[str, Any] | None:

@@ -25,7 +25,10 @@ def render(ctx: Context) -> None:
     time_col = data.prediction_time_column(ctx, frame)
     days = pd.to_datetime(frame[time_col]).dt.date
     first, last = days.min(), days.max()
-    kind = "probability of the positive class" if uc.task == "classification" else "predicted value"
+    kind = {
+        "classification": "probability of the positive class",
+        "multiclass": "most probable class (p_<class>: each class's probability)",
+    }.get(uc.task, "predicted value")
     st.caption(f"`{uc.tables.predictions}`: one {kind} per {uc.entity} and {time_col}, with lineage.")
     left, right = st.columns(2)
     entities = left.multiselect(uc.entity, sorted(frame[uc.entity].astype(str).unique()), placeholder="all")

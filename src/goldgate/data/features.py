@@ -35,6 +35,7 @@ import ibis.expr.types as ir
 import sqlglot
 from sqlglot import exp
 
+from goldgate.data.names import slugs
 from goldgate.data.targets import (
     LABEL_END,
     TIME_TARGETS,
@@ -155,7 +156,7 @@ def op_names(op: Derive, categories: Iterable[str] | None = None) -> list[str]:
     elif op.op in ("rank", "demean"):
         names = [f"{c}_xs_{op.op}"]
     elif op.op == "versus":
-        names = [f"{c}_vs_{_slugs([op.entity])[0]}"]
+        names = [f"{c}_vs_{slugs([op.entity])[0]}"]
     elif op.method == "onehot":
         names = [f"{c}_{slug}" for slug in (categories if categories is not None else [CATEGORY_PLACEHOLDER])]
     else:
@@ -456,25 +457,6 @@ def _with_time_stats(
     return table.left_join(stats, table[keys.time] == stats._gg_xs_time).drop("_gg_xs_time")
 
 
-# Symbols that carry meaning in category values ('< 1 year', '10+ years', '5%'), spelled out in column names.
-_SYMBOLS = {"<=": " le ", ">=": " ge ", "<": " lt ", ">": " gt ", "+": " plus ", "%": " pct ", "&": " and "}
-
-
-def _slugs(values: list[object]) -> list[str]:
-    """Name parts of category values: lower-case letters, digits and underscores, unique in order."""
-    out: list[str] = []
-    for value in values:
-        text = str(value).lower()
-        for symbol, word in _SYMBOLS.items():
-            text = text.replace(symbol, word)
-        slug = re.sub(r"[^0-9a-z]+", "_", text).strip("_") or "blank"
-        base, k = slug, 2
-        while slug in out:
-            slug, k = f"{base}_{k}", k + 1
-        out.append(slug)
-    return out
-
-
 def top_categories(table: ir.Table, column: str, limit: int) -> list[object]:
     """The ``limit`` most frequent non-null values of ``column``, ties by value (one small query)."""
     values = table.select(column)
@@ -489,7 +471,7 @@ def _encode(table: ir.Table, op: Derive, keys: Keys) -> dict[str, ir.Value]:
     x = table[op.column]
     if op.method == "onehot":
         categories = top_categories(table, op.column, op.max_categories)
-        names = op_names(op, _slugs(categories))
+        names = op_names(op, slugs(categories))
         return {n: (x == v).fill_null(False).cast("float64") for n, v in zip(names, categories, strict=True)}
     if op.method == "ordinal":
         return {op_names(op)[0]: table[_code_column(op.column)].cast("float64")}
@@ -546,14 +528,19 @@ def _compile(table: ir.Table, op: Derive, keys: Keys) -> dict[str, ir.Value]:
 
 
 def _derive(
-    source: ir.Table, ops: list[Derive], keys: Keys, narrow_source: NarrowSource
+    source: ir.Table,
+    ops: list[Derive],
+    keys: Keys,
+    narrow_source: NarrowSource,
+    first: Callable[[ir.Table], dict[str, ir.Value]] | None = None,
 ) -> tuple[ir.Table, list[list[str]]]:
     """Every op's outputs added to ``source``, in order; ops that read no earlier output share one stage.
 
-    A stage is one projection, so its window functions share the engine's sort by entity and time.
+    A stage is one projection, so its window functions share the engine's sort by entity and time; ``first``
+    adds further columns (the target) to the first stage, so they share that sort too.
     """
     table = _with_time_stats(_with_helpers(source, ops, keys), source, ops, keys, narrow_source)
-    pending: dict[str, ir.Value] = {}
+    pending: dict[str, ir.Value] = dict(first(table)) if first is not None else {}
     outputs: list[list[str]] = []
     for op in ops:
         ordinal = op.op == "encode" and op.method == "ordinal"
@@ -657,9 +644,21 @@ def build_dsl_features(gold: ir.Table, usecase: UseCase, data_end: date | None =
     gold = with_sql_features(gold, usecase)
     steps = plan(dict(gold.schema().items()), usecase)
     ops = [*steps.ops, *steps.encodes.values()]
-    inputs = gold if snapshots else target_inputs(gold, usecase)
-    table, derived = _derive(inputs, ops, steps.keys, _narrow_gold(raw, usecase, steps.keys))
+    if snapshots:
+        table, derived = _derive(gold, ops, steps.keys, _narrow_gold(raw, usecase, steps.keys))
+        target = _snapshot_target(table, usecase)
+    else:
+        # The target's windows join the first stage's: one sort of the rows by entity and time for both.
+        names: list[str] = []
+
+        def target_columns(stage: ir.Table) -> dict[str, ir.Value]:
+            columns = build_target(stage, usecase)
+            names.extend(columns)
+            return columns
+
+        inputs = target_inputs(gold, usecase)
+        table, derived = _derive(inputs, ops, steps.keys, _narrow_gold(raw, usecase, steps.keys), target_columns)
+        target = {name: table[name] for name in names}
     features = _features(table, steps, derived)
-    target = _snapshot_target(table, usecase) if snapshots else build_target(table, usecase)
     log.debug("use case %s: %d DSL features", usecase.name, len(features))
     return table.select(steps.keys.entity, steps.keys.time, **features, **target)

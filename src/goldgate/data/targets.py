@@ -257,7 +257,8 @@ def _event(table: ir.Table, usecase: UseCase) -> ir.Value:
 
 
 def _label_target(table: ir.Table, usecase: UseCase) -> dict[str, ir.Value]:
-    """The row's own column: 1.0/0.0 for classification, the scaled value for regression."""
+    """The row's own column: 1.0/0.0 for classification, the class as text for multiclass, the scaled value
+    for regression."""
     target = usecase.target
     column = str(target.column)
     if column not in table.columns:
@@ -265,6 +266,8 @@ def _label_target(table: ir.Table, usecase: UseCase) -> dict[str, ir.Value]:
             f"use case {usecase.name}: label column '{column}' is not in the gold table "
             f"(columns: {', '.join(table.columns)})"
         )
+    if usecase.task == "multiclass":
+        return {target.name: _class_label(table, usecase), **_label_end(table, usecase)}
     if usecase.task == "classification":
         label = _positive_indicator(table, usecase)
     else:
@@ -275,11 +278,35 @@ def _label_target(table: ir.Table, usecase: UseCase) -> dict[str, ir.Value]:
                 f"{table[column].type()}"
             )
         label = value * target.scale
-    out = {target.name: label.cast("float64")}
+    return {target.name: label.cast("float64"), **_label_end(table, usecase)}
+
+
+def _label_end(table: ir.Table, usecase: UseCase) -> dict[str, ir.Value]:
+    """``target_end`` of a label target: when the label became known, if a column says so."""
     available = usecase.label_available_column
-    if available is not None:
-        out[LABEL_END] = table[available]
-    return out
+    return {} if available is None else {LABEL_END: table[available]}
+
+
+def _class_label(table: ir.Table, usecase: UseCase) -> ir.Value:
+    """Multiclass: the label column as text (NULL where missing: those rows are scored, not trained on).
+
+    The column must be text, integer or boolean and hold at least two classes; the classes are learned from the
+    training rows (sorted as text).
+    """
+    column = str(usecase.target.column)
+    kind = table[column].type()
+    if not (kind.is_string() or kind.is_integer() or kind.is_boolean()):
+        raise FeatureSpecError(
+            f"use case {usecase.name}: a multiclass label needs a text, integer or boolean column; '{column}' is {kind}"
+        )
+    value = table[column].cast("string")
+    observed = _observed(table, column)
+    if len(observed) < 2:
+        raise FeatureSpecError(
+            f"use case {usecase.name}: multiclass label '{column}' needs at least two classes "
+            + (f"(observed: {', '.join(map(repr, observed))})" if observed else "(the gold table has no label)")
+        )
+    return value
 
 
 def _positive_indicator(table: ir.Table, usecase: UseCase) -> ir.Value:
